@@ -1,0 +1,55 @@
+/**
+ * The hypercall ABI as data: every call with its fixed numeric id, its core
+ * import name and the errors it may return. The WIT file is the source of
+ * truth for signatures; this table adds what WIT cannot say. A test checks the
+ * two agree, and docs/abi.md is generated from both.
+ *
+ * Ids are written out by hand and never reused: never number with a counter.
+ */
+import type { ErrnoName } from '../kernel/errno.ts';
+
+export const ABI_VERSION = '0.1.0';
+export const ABI_PACKAGE = 'wasmvisor:hypercall';
+
+/** One hypercall. */
+export interface HypercallSpec {
+  /** Stable numeric id (used in traces and the kernel log). */
+  readonly id: number;
+  /** WIT interface name. */
+  readonly iface: 'console' | 'start-info' | 'sched' | 'time';
+  /** WIT function name, which is also the core import field name. */
+  readonly name: string;
+  /** The errors this call can return (negated). */
+  readonly errors: readonly ErrnoName[];
+  /** True when the call may suspend the guest (it is a JSPI Suspending import). */
+  readonly suspends: boolean;
+}
+
+export const HYPERCALLS: readonly HypercallSpec[] = [
+  { id: 1, iface: 'console', name: 'write', errors: ['EFAULT', 'EINVAL'], suspends: false },
+  { id: 16, iface: 'start-info', name: 'domain-id', errors: [], suspends: false },
+  { id: 17, iface: 'start-info', name: 'memory-size', errors: [], suspends: false },
+  { id: 18, iface: 'start-info', name: 'cmdline', errors: ['EFAULT'], suspends: false },
+  { id: 19, iface: 'start-info', name: 'page', errors: [], suspends: false },
+  { id: 32, iface: 'sched', name: 'yield', errors: [], suspends: true },
+  { id: 33, iface: 'sched', name: 'block', errors: [], suspends: true },
+  { id: 34, iface: 'sched', name: 'shutdown', errors: ['EINVAL'], suspends: true },
+  { id: 48, iface: 'time', name: 'monotonic-now', errors: [], suspends: false },
+  { id: 49, iface: 'time', name: 'set-timer', errors: ['EINVAL'], suspends: false },
+];
+
+/** The core-module import module name for a WIT interface, e.g. `wasmvisor:hypercall/console@0.1.0`. */
+export function importModule(iface: HypercallSpec['iface']): string {
+  return `${ABI_PACKAGE}/${iface}@${ABI_VERSION}`;
+}
+
+/** The import a guest uses for its memory (the kernel creates it, shared). */
+export const MEMORY_IMPORT = { module: 'env', name: 'memory' } as const;
+
+/** The entry point every guest exports, and the optional initialiser called before it. */
+export const ENTRY_EXPORT = 'start';
+export const INIT_EXPORT = '_initialize';
+
+/** Size of the start-info page at guest address START_INFO_ADDR; data segments must not overlap it. */
+export const START_INFO_ADDR = 0;
+export const START_INFO_SIZE = 4096;
