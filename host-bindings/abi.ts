@@ -11,6 +11,9 @@ import type { ErrnoName } from '../kernel/errno.ts';
 export const ABI_VERSION = '0.1.0';
 export const ABI_PACKAGE = 'wasmvisor:hypercall';
 
+/** A core Wasm value type used by the ABI. */
+export type CoreType = 'i32' | 'i64';
+
 /** One hypercall. */
 export interface HypercallSpec {
   /** Stable numeric id (used in traces and the kernel log). */
@@ -23,19 +26,23 @@ export interface HypercallSpec {
   readonly errors: readonly ErrnoName[];
   /** True when the call may suspend the guest (it is a JSPI Suspending import). */
   readonly suspends: boolean;
+  /** Core Wasm parameter types (the canonical ABI lowering of the WIT signature). */
+  readonly params: readonly CoreType[];
+  /** Core Wasm result types. */
+  readonly results: readonly CoreType[];
 }
 
 export const HYPERCALLS: readonly HypercallSpec[] = [
-  { id: 1, iface: 'console', name: 'write', errors: ['EFAULT', 'EINVAL'], suspends: false },
-  { id: 16, iface: 'start-info', name: 'domain-id', errors: [], suspends: false },
-  { id: 17, iface: 'start-info', name: 'memory-size', errors: [], suspends: false },
-  { id: 18, iface: 'start-info', name: 'cmdline', errors: ['EFAULT'], suspends: false },
-  { id: 19, iface: 'start-info', name: 'page', errors: [], suspends: false },
-  { id: 32, iface: 'sched', name: 'yield', errors: [], suspends: true },
-  { id: 33, iface: 'sched', name: 'block', errors: [], suspends: true },
-  { id: 34, iface: 'sched', name: 'shutdown', errors: ['EINVAL'], suspends: true },
-  { id: 48, iface: 'time', name: 'monotonic-now', errors: [], suspends: false },
-  { id: 49, iface: 'time', name: 'set-timer', errors: ['EINVAL'], suspends: false },
+  { id: 1, iface: 'console', name: 'write', errors: ['E2BIG', 'EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 16, iface: 'start-info', name: 'domain-id', errors: [], suspends: false, params: [], results: ['i32'] },
+  { id: 17, iface: 'start-info', name: 'memory-size', errors: [], suspends: false, params: [], results: ['i64'] },
+  { id: 18, iface: 'start-info', name: 'cmdline', errors: ['EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 19, iface: 'start-info', name: 'page', errors: [], suspends: false, params: [], results: ['i32'] },
+  { id: 32, iface: 'sched', name: 'yield', errors: [], suspends: true, params: [], results: ['i32'] },
+  { id: 33, iface: 'sched', name: 'block', errors: [], suspends: true, params: ['i64'], results: ['i32'] },
+  { id: 34, iface: 'sched', name: 'shutdown', errors: ['EINVAL'], suspends: true, params: ['i32'], results: ['i32'] },
+  { id: 48, iface: 'time', name: 'monotonic-now', errors: [], suspends: false, params: [], results: ['i64'] },
+  { id: 49, iface: 'time', name: 'set-timer', errors: ['EINVAL'], suspends: false, params: ['i64'], results: ['i32'] },
 ];
 
 /** The core-module import module name for a WIT interface, e.g. `wasmvisor:hypercall/console@0.1.0`. */

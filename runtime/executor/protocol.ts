@@ -1,0 +1,54 @@
+/**
+ * Messages between the hypervisor (main thread) and its vCPU hosts (one
+ * worker thread per physical CPU, each running many domains as JSPI stacks).
+ */
+import type { ShutdownReason } from '../../kernel/domain.ts';
+import type { TrapFrame } from '../../kernel/errors.ts';
+
+/** Values of the shared control word a vCPU host checks at every safepoint. */
+export const Ctl = { NONE: 0, PAUSE: 1, KILL: 2 } as const;
+
+/** Memory shared by the hypervisor and all its vCPU hosts, indexed by domain id. */
+export interface SharedTables {
+  /** Ctl value per domain. */
+  readonly ctl: SharedArrayBuffer;
+  /** CPU time per domain, ns (Float64Array). */
+  readonly cpuNs: SharedArrayBuffer;
+}
+
+export interface HostInit {
+  readonly cpu: number;
+  readonly tables: SharedTables;
+  /** performance.timeOrigin + performance.now() of the hypervisor's epoch, ms. */
+  readonly epochMs: number;
+  /** Time slice, ms. */
+  readonly sliceMs: number;
+}
+
+export type ToHost =
+  | { t: 'image'; imageId: string; module: WebAssembly.Module }
+  | {
+      t: 'start';
+      domid: number;
+      imageId: string;
+      hasInit: boolean;
+      memory: WebAssembly.Memory;
+      memoryBytes: number;
+      cmdline: Uint8Array;
+      startInfoPage: number;
+      paused: boolean;
+    }
+  | { t: 'pause'; domid: number }
+  | { t: 'unpause'; domid: number }
+  | { t: 'kill'; domid: number }
+  | { t: 'event'; domid: number };
+
+export type GuestExit =
+  | { kind: 'shutdown'; reason: ShutdownReason }
+  | { kind: 'trap'; reason: string; backtrace: TrapFrame[] }
+  | { kind: 'killed' };
+
+export type FromHost =
+  | { t: 'console'; domid: number; bytes: Uint8Array }
+  | { t: 'state'; domid: number; state: 'running' | 'blocked' | 'paused' }
+  | { t: 'exit'; domid: number; exit: GuestExit };

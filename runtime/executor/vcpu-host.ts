@@ -1,0 +1,365 @@
+/**
+ * A vCPU host: the code of one worker thread, which runs many domains on one
+ * physical CPU. Each domain is a Wasm instance whose entry point runs under
+ * JSPI (`WebAssembly.promising`), so a guest that yields, blocks or reaches a
+ * safepoint at the end of its slice suspends onto its own stack and the host
+ * picks the next ready domain. Only one guest runs at a time on a host.
+ *
+ * The class holds all state (nothing at module level) so that it can be
+ * driven from a test without a thread.
+ */
+import { Errno } from '../../kernel/errno.ts';
+import { decodeConsoleWrite, decodeRange, decodeShutdown } from '../../kernel/hypercall.ts';
+import type { TrapFrame } from '../../kernel/errors.ts';
+import { importModule, MEMORY_IMPORT } from '../../host-bindings/abi.ts';
+import { SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
+import { Ctl } from './protocol.ts';
+import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
+
+type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'dead';
+
+interface Guest {
+  readonly domid: number;
+  readonly memory: WebAssembly.Memory;
+  readonly memoryBytes: number;
+  readonly cmdline: Uint8Array;
+  readonly startInfoPage: number;
+  readonly hasInit: boolean;
+  readonly module: WebAssembly.Module;
+  state: GuestState;
+  /** Whether its entry point has been called. */
+  booted: boolean;
+  /** Whether it is in the ready queue. */
+  queued: boolean;
+  /** Set by pause; a paused guest is parked instead of run. */
+  paused: boolean;
+  /** Resolves the guest's current suspension with the hypercall's result. */
+  resume: ((value: number) => void) | undefined;
+  /** Result the next resume returns to the guest. */
+  wakeValue: number;
+  eventPending: boolean;
+  blockTimer: ReturnType<typeof setTimeout> | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  sliceStart: number;
+}
+
+/** Thrown out of a guest's stack never; a dead guest's suspension is simply never resumed. */
+const NEVER = new Promise<number>(() => {});
+
+export class VcpuHost {
+  readonly #init: HostInit;
+  readonly #post: (msg: FromHost, transfer?: Transferable[]) => void;
+  readonly #images = new Map<string, WebAssembly.Module>();
+  readonly #guests = new Map<number, Guest>();
+  readonly #ready: Guest[] = [];
+  readonly #ctl: Int32Array;
+  readonly #cpuNs: Float64Array;
+  #dispatchQueued = false;
+
+  constructor(init: HostInit, post: (msg: FromHost, transfer?: Transferable[]) => void) {
+    this.#init = init;
+    this.#post = post;
+    this.#ctl = new Int32Array(init.tables.ctl);
+    this.#cpuNs = new Float64Array(init.tables.cpuNs);
+  }
+
+  /** Number of live guests on this host. */
+  get load(): number { return this.#guests.size; }
+
+  handle(msg: ToHost): void {
+    switch (msg.t) {
+      case 'image':
+        this.#images.set(msg.imageId, msg.module);
+        return;
+      case 'start':
+        this.#start(msg);
+        return;
+      case 'pause': {
+        const g = this.#guests.get(msg.domid);
+        if (!g) return;
+        g.paused = true;
+        if (g.state !== 'running') this.#post({ t: 'state', domid: g.domid, state: 'paused' });
+        return;
+      }
+      case 'unpause': {
+        const g = this.#guests.get(msg.domid);
+        if (!g || !g.paused) return;
+        g.paused = false;
+        Atomics.compareExchange(this.#ctl, g.domid, Ctl.PAUSE, Ctl.NONE);
+        if (g.state === 'parked') this.#makeReady(g);
+        this.#post({ t: 'state', domid: g.domid, state: g.state === 'blocked' ? 'blocked' : 'running' });
+        return;
+      }
+      case 'kill': {
+        const g = this.#guests.get(msg.domid);
+        if (g) this.#finish(g, { kind: 'killed' });
+        return;
+      }
+      case 'event': {
+        const g = this.#guests.get(msg.domid);
+        if (g) this.#raiseEvent(g);
+        return;
+      }
+    }
+  }
+
+  #now(): bigint {
+    return BigInt(Math.round((performance.timeOrigin + performance.now() - this.#init.epochMs) * 1e6));
+  }
+
+  #start(msg: Extract<ToHost, { t: 'start' }>): void {
+    const module = this.#images.get(msg.imageId);
+    if (!module) {
+      this.#post({ t: 'exit', domid: msg.domid, exit: { kind: 'trap', reason: `image ${msg.imageId} was never sent to this vCPU host`, backtrace: [] } });
+      return;
+    }
+    const g: Guest = {
+      domid: msg.domid,
+      memory: msg.memory,
+      memoryBytes: msg.memoryBytes,
+      cmdline: msg.cmdline,
+      startInfoPage: msg.startInfoPage,
+      hasInit: msg.hasInit,
+      module,
+      state: 'ready',
+      booted: false,
+      queued: false,
+      paused: msg.paused,
+      resume: undefined,
+      wakeValue: 0,
+      eventPending: false,
+      blockTimer: undefined,
+      timer: undefined,
+      sliceStart: 0,
+    };
+    this.#guests.set(g.domid, g);
+    if (g.paused) {
+      g.state = 'parked';
+      this.#post({ t: 'state', domid: g.domid, state: 'paused' });
+      return;
+    }
+    this.#makeReady(g);
+  }
+
+  #makeReady(g: Guest): void {
+    g.state = 'ready';
+    if (g.queued) return;
+    g.queued = true;
+    this.#ready.push(g);
+    if (!this.#dispatchQueued) {
+      this.#dispatchQueued = true;
+      setImmediate(() => this.#dispatch());
+    }
+  }
+
+  /** Run the next ready guest until it suspends; one guest per turn of the event loop. */
+  #dispatch(): void {
+    this.#dispatchQueued = false;
+    const g = this.#ready.shift();
+    if (g) {
+      g.queued = false;
+      this.#run(g);
+    }
+    if (this.#ready.length > 0 && !this.#dispatchQueued) {
+      this.#dispatchQueued = true;
+      setImmediate(() => this.#dispatch());
+    }
+  }
+
+  #run(g: Guest): void {
+    if (g.state === 'dead') return;
+    if (g.paused) {
+      g.state = 'parked';
+      return;
+    }
+    g.state = 'running';
+    g.sliceStart = performance.now();
+    if (!g.booted) {
+      g.booted = true;
+      this.#boot(g);
+    } else {
+      const resume = g.resume;
+      g.resume = undefined;
+      resume?.(g.wakeValue);
+    }
+  }
+
+  #boot(g: Guest): void {
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new WebAssembly.Instance(g.module, this.#imports(g));
+    } catch (err) {
+      this.#finish(g, { kind: 'trap', reason: `instantiation failed: ${(err as Error).message}`, backtrace: [] });
+      return;
+    }
+    const exports = instance.exports as Record<string, () => void>;
+    const init = g.hasInit ? WebAssembly.promising(exports._initialize!) : undefined;
+    const start = WebAssembly.promising(exports.start!);
+    const run = async (): Promise<void> => {
+      if (init) await init();
+      await start();
+    };
+    run().then(
+      () => this.#finish(g, { kind: 'shutdown', reason: 'poweroff' }),
+      (err: unknown) => this.#finish(g, trapExit(err)),
+    );
+  }
+
+  /** Stop a guest for good and report why. Its suspended stack is dropped. */
+  #finish(g: Guest, exit: GuestExit): void {
+    if (g.state === 'dead') return;
+    if (g.state === 'running') this.#account(g);
+    g.state = 'dead';
+    g.resume = undefined;
+    clearTimeout(g.blockTimer);
+    clearTimeout(g.timer);
+    this.#guests.delete(g.domid);
+    this.#post({ t: 'exit', domid: g.domid, exit });
+  }
+
+  #account(g: Guest): void {
+    this.#cpuNs[g.domid] = (this.#cpuNs[g.domid] ?? 0) + (performance.now() - g.sliceStart) * 1e6;
+  }
+
+  /** Suspend the running guest until `resume` is called. */
+  #suspend(g: Guest, state: GuestState): Promise<number> {
+    this.#account(g);
+    g.state = state;
+    return new Promise<number>((resolve) => { g.resume = resolve; });
+  }
+
+  #yield(g: Guest): Promise<number> {
+    const p = this.#suspend(g, 'ready');
+    g.wakeValue = 0;
+    this.#makeReady(g);
+    return p;
+  }
+
+  #park(g: Guest): Promise<number> {
+    const p = this.#suspend(g, 'parked');
+    g.wakeValue = 0;
+    this.#post({ t: 'state', domid: g.domid, state: 'paused' });
+    return p;
+  }
+
+  #wake(g: Guest, value: number): void {
+    if (g.state !== 'blocked') return;
+    clearTimeout(g.blockTimer);
+    g.blockTimer = undefined;
+    g.wakeValue = value;
+    if (value === 0) g.eventPending = false;
+    if (!g.paused) this.#post({ t: 'state', domid: g.domid, state: 'running' });
+    this.#makeReady(g);
+  }
+
+  #raiseEvent(g: Guest): void {
+    g.eventPending = true;
+    if (g.state === 'blocked') this.#wake(g, 0);
+  }
+
+  /** The safepoint: called by instrumented code every FUEL_PER_CHECK loop iterations or calls. */
+  #safepoint(g: Guest): number | Promise<number> {
+    const ctl = Atomics.load(this.#ctl, g.domid);
+    if (ctl === Ctl.KILL) {
+      this.#finish(g, { kind: 'killed' });
+      return NEVER;
+    }
+    if (ctl === Ctl.PAUSE || g.paused) {
+      g.paused = true;
+      return this.#park(g);
+    }
+    if (performance.now() - g.sliceStart >= this.#init.sliceMs) return this.#yield(g);
+    return 0;
+  }
+
+  #imports(g: Guest): WebAssembly.Imports {
+    const mem = (): number => g.memory.buffer.byteLength;
+    const bytes = (): Uint8Array => new Uint8Array(g.memory.buffer);
+    const suspending = (fn: (...args: never[]) => number | Promise<number>) => new WebAssembly.Suspending(fn as never);
+    return {
+      [MEMORY_IMPORT.module]: { [MEMORY_IMPORT.name]: g.memory },
+      [importModule('console')]: {
+        write: (ptr: number, len: number): number => {
+          const d = decodeConsoleWrite(mem(), ptr, len);
+          if (!d.ok) return d.errno;
+          const copy = bytes().slice(d.value.ptr, d.value.ptr + d.value.len);
+          this.#post({ t: 'console', domid: g.domid, bytes: copy }, [copy.buffer]);
+          return d.value.len;
+        },
+      },
+      [importModule('start-info')]: {
+        'domain-id': (): number => g.domid,
+        'memory-size': (): bigint => BigInt(g.memoryBytes),
+        cmdline: (ptr: number, cap: number): number => {
+          const d = decodeRange(mem(), ptr, cap);
+          if (!d.ok) return d.errno;
+          bytes().set(g.cmdline.subarray(0, d.value.len), d.value.ptr);
+          return g.cmdline.length;
+        },
+        page: (): number => g.startInfoPage,
+      },
+      [importModule('sched')]: {
+        yield: suspending((): Promise<number> => this.#yield(g)),
+        block: suspending((deadline: bigint): number | Promise<number> => {
+          if (g.eventPending) {
+            g.eventPending = false;
+            return 0;
+          }
+          const d = BigInt.asUintN(64, deadline);
+          if (d !== 0n) {
+            const ms = Number(d - this.#now()) / 1e6;
+            if (ms <= 0) return 1;
+            g.blockTimer = setTimeout(() => this.#wake(g, 1), ms);
+          }
+          this.#post({ t: 'state', domid: g.domid, state: 'blocked' });
+          return this.#suspend(g, 'blocked');
+        }),
+        shutdown: suspending((code: number): number | Promise<number> => {
+          const d = decodeShutdown(code);
+          if (!d.ok) return d.errno;
+          this.#finish(g, { kind: 'shutdown', reason: d.value });
+          return NEVER;
+        }),
+      },
+      [importModule('time')]: {
+        'monotonic-now': (): bigint => this.#now(),
+        'set-timer': (deadline: bigint): number => {
+          clearTimeout(g.timer);
+          g.timer = undefined;
+          const d = BigInt.asUintN(64, deadline);
+          if (d === 0n) return 0;
+          const ms = Math.max(0, Number(d - this.#now()) / 1e6);
+          if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) return -Errno.EINVAL;
+          g.timer = setTimeout(() => { g.timer = undefined; this.#raiseEvent(g); }, ms);
+          return 0;
+        },
+      },
+      [SAFEPOINT_MODULE]: {
+        [SAFEPOINT_NAME]: suspending((): number | Promise<number> => this.#safepoint(g)),
+      },
+    };
+  }
+}
+
+/** Turn whatever rejected a guest's entry promise into a crash record. */
+export function trapExit(err: unknown): GuestExit {
+  if (err instanceof Error) {
+    return { kind: 'trap', reason: `${err.name === 'RuntimeError' ? 'trap' : err.name}: ${err.message}`, backtrace: wasmBacktrace(err.stack ?? '') };
+  }
+  return { kind: 'trap', reason: `threw ${String(err)}`, backtrace: [] };
+}
+
+const FRAME = /^\s*at (?:(\S+) \()?wasm:\/\/wasm\/[^:]*:wasm-function\[(\d+)\]:(0x[0-9a-f]+)\)?$/;
+
+/** The Wasm frames of a V8 stack trace, innermost first, without our instrumentation. */
+export function wasmBacktrace(stack: string): TrapFrame[] {
+  const frames: TrapFrame[] = [];
+  for (const line of stack.split('\n')) {
+    const m = FRAME.exec(line);
+    if (!m) continue;
+    const func = m[1] ?? `func[${m[2]}]`;
+    if (func === TICK_FUNCTION || func.endsWith(`.${TICK_FUNCTION}`)) continue;
+    frames.push({ func, offset: Number.parseInt(m[3]!, 16) });
+  }
+  return frames;
+}

@@ -1,0 +1,371 @@
+/**
+ * The Hypervisor: the engine a host program (or the `wv` daemon) creates.
+ * It owns the kernel's domain table, the guest image cache and the physical
+ * CPUs (vCPU host threads). Everything is per instance: many hypervisors can
+ * live in one process.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import { Kernel } from '../kernel/kernel.ts';
+import { MAX_DOMID } from '../kernel/kernel.ts';
+import { isLive } from '../kernel/domain.ts';
+import type { Phase, ShutdownReason } from '../kernel/domain.ts';
+import {
+  DomainPhaseError,
+  HypervisorClosedError,
+  ImageMemoryTooLargeError,
+  InvalidArgumentError,
+  HostMemoryError,
+  WvError,
+} from '../kernel/errors.ts';
+import { writeStartInfo } from '../kernel/start-info.ts';
+import { START_INFO_ADDR } from '../host-bindings/abi.ts';
+import { Domain } from './domain.ts';
+import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
+import { CpuPool } from './executor/cpu-pool.ts';
+import { Ctl } from './executor/protocol.ts';
+import type { FromHost, GuestExit, SharedTables } from './executor/protocol.ts';
+import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
+
+const MiB = 1024 * 1024;
+
+/** Resource policy of one hypervisor. */
+export interface HypervisorOptions {
+  /** Host memory the hypervisor may use, bytes. Default: the machine's total memory. */
+  memoryBytes?: number;
+  /** Memory reserved for the host (domain 0), bytes: Xen's `dom0_mem`. Default: 1 GiB or 1/8 of memoryBytes, whichever is less. */
+  dom0MemoryBytes?: number;
+  /** Physical CPUs (vCPU host threads). Default: all cores; 1 is Xen's `nosmp`. */
+  cpus?: number;
+  /** Scheduler time slice, ms. Default 10. */
+  sliceMs?: number;
+  /** Console history kept per domain, bytes. Default 64 KiB. */
+  consoleBytes?: number;
+}
+
+/** Where a guest image comes from. */
+export type ImageSource = string | Uint8Array | GuestImage;
+
+/** What to create. Memory is in MiB, like xl's `memory =`, unless memoryBytes is given. */
+export interface DomainConfig {
+  image: ImageSource;
+  name?: string;
+  /** Memory allocation in MiB. Default 16. */
+  memory?: number;
+  /** Memory allocation in bytes (overrides `memory`); a multiple of 64 KiB. */
+  memoryBytes?: number;
+  cmdline?: string;
+  /** Create the domain paused (like `xl create -p`). */
+  paused?: boolean;
+  onPoweroff?: ExitAction;
+  onReboot?: ExitAction;
+  onCrash?: ExitAction;
+}
+
+/** One row of `list()`, like `xl list`. */
+export interface DomainInfo {
+  readonly id: number;
+  readonly name: string;
+  readonly phase: Phase;
+  readonly memoryBytes: number;
+  readonly cpuTimeNs: number;
+  readonly cpu: number | undefined;
+  readonly image: string;
+  readonly shutdownReason: ShutdownReason | undefined;
+}
+
+export class Hypervisor implements AsyncDisposable {
+  readonly kernel: Kernel;
+  readonly cpus: number;
+  readonly #pool: CpuPool;
+  readonly #tables: SharedTables;
+  readonly #ctl: Int32Array;
+  readonly #cpuNs: Float64Array;
+  readonly #images = new Map<string, Promise<GuestImage>>();
+  readonly #domains = new Map<number, Domain>();
+  readonly #configs = new Map<number, DomainConfig>();
+  readonly #epochMs: number;
+  readonly #control: DomainControl;
+  #closed = false;
+
+  constructor(opts: HypervisorOptions = {}) {
+    const total = opts.memoryBytes ?? os.totalmem();
+    const dom0 = opts.dom0MemoryBytes ?? Math.min(1024 * MiB, Math.floor(total / 8));
+    const cpus = opts.cpus ?? os.availableParallelism();
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 256) throw new InvalidArgumentError('cpus', `${cpus} is not between 1 and 256`);
+    const sliceMs = opts.sliceMs ?? 10;
+    if (!(sliceMs > 0 && sliceMs <= 1000)) throw new InvalidArgumentError('sliceMs', `${sliceMs} is not in (0, 1000]`);
+    this.#epochMs = performance.timeOrigin + performance.now();
+    const clock = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now() - this.#epochMs) * 1e6));
+    this.kernel = new Kernel({ totalMemoryBytes: total, dom0MemoryBytes: dom0, clock, consoleBytes: opts.consoleBytes });
+    this.cpus = cpus;
+    this.#tables = {
+      ctl: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
+      cpuNs: new SharedArrayBuffer((MAX_DOMID + 1) * 8),
+    };
+    this.#ctl = new Int32Array(this.#tables.ctl);
+    this.#cpuNs = new Float64Array(this.#tables.cpuNs);
+    this.#pool = new CpuPool(cpus, this.#tables, this.#epochMs, sliceMs, {
+      onMessage: (_cpu, msg) => this.#onHostMessage(msg),
+      onHostFailure: (cpu, domids, reason) => {
+        this.kernel.log.error(reason);
+        for (const id of domids) this.#onExit(id, { kind: 'trap', reason, backtrace: [] });
+        void cpu;
+      },
+    });
+    this.#control = {
+      pause: (d) => this.pause(d.id),
+      unpause: (d) => this.unpause(d.id),
+      destroy: (d) => this.destroy(d.id),
+      cpuTimeNs: (id) => this.#cpuNs[id] ?? 0,
+      cpuOf: (id) => this.#pool.cpuOf(id),
+    };
+    this.kernel.events.on('phase', ({ domain, from, to }) => this.#domains.get(domain.id)?.events.emit('phase', { from, to }));
+    this.kernel.events.on('console', ({ domain, bytes }) => this.#domains.get(domain.id)?.events.emit('console', bytes));
+    this.kernel.log.info(`${cpus} physical CPU${cpus === 1 ? '' : 's'}, slice ${sliceMs} ms`);
+  }
+
+  /**
+   * Load (validate, instrument, compile) a guest image, or return the cached
+   * one. Paths are cached by path, bytes by content.
+   */
+  loadImage(source: ImageSource): Promise<GuestImage> {
+    this.#checkOpen();
+    if (source instanceof GuestImage) return Promise.resolve(source);
+    const key = typeof source === 'string' ? `path:${source}` : `bytes:${hashKey(source)}`;
+    let p = this.#images.get(key);
+    if (!p) {
+      p = (async () => {
+        let bytes: Uint8Array;
+        if (typeof source === 'string') {
+          try {
+            bytes = await readFile(source);
+          } catch (err) {
+            const e = err as NodeJS.ErrnoException;
+            throw new InvalidArgumentError('guest image', `cannot read ${source}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+          }
+        } else {
+          bytes = source;
+        }
+        return buildImage(bytes, typeof source === 'string' ? source : '(bytes)');
+      })();
+      p.catch(() => this.#images.delete(key));
+      this.#images.set(key, p);
+    }
+    return p;
+  }
+
+  /** Create and start a domain. Resolves once it is handed to a CPU. */
+  async createDomain(config: DomainConfig): Promise<Domain> {
+    this.#checkOpen();
+    const image = await this.loadImage(config.image);
+    return this.#createFromImage(image, config);
+  }
+
+  #createFromImage(image: GuestImage, config: DomainConfig): Domain {
+    this.#checkOpen();
+    const memoryBytes = config.memoryBytes ?? Math.round((config.memory ?? 16) * MiB);
+    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < WASM_PAGE || memoryBytes % WASM_PAGE !== 0) {
+      throw new InvalidArgumentError('memory', `${memoryBytes} bytes is not a positive multiple of 64 KiB`);
+    }
+    const needed = Math.max(1, image.minPages) * WASM_PAGE;
+    if (needed > memoryBytes) throw new ImageMemoryTooLargeError(image.label, needed, memoryBytes);
+    const record = this.kernel.createDomain({ name: config.name, memoryBytes, cmdline: config.cmdline, image: image.label });
+    let memory: WebAssembly.Memory;
+    try {
+      memory = new WebAssembly.Memory({
+        initial: Math.max(1, image.minPages),
+        maximum: Math.min(memoryBytes / WASM_PAGE, image.maxPages),
+        shared: true,
+      });
+    } catch (err) {
+      this.kernel.release(record);
+      throw new HostMemoryError(memoryBytes, (err as Error).message);
+    }
+    const cmdline = new TextEncoder().encode(record.cmdline);
+    writeStartInfo(new Uint8Array(memory.buffer), START_INFO_ADDR, {
+      domid: record.id,
+      privileged: false,
+      memoryBytes,
+      createdNs: record.createdNs,
+      cmdline,
+    });
+    const dom = new Domain(record, image, memory, this.#control);
+    this.#domains.set(record.id, dom);
+    this.#configs.set(record.id, config);
+    Atomics.store(this.#ctl, record.id, config.paused ? Ctl.PAUSE : Ctl.NONE);
+    this.#cpuNs[record.id] = 0;
+    this.#pool.start({
+      t: 'start',
+      domid: record.id,
+      imageId: image.id,
+      hasInit: image.hasInit,
+      memory,
+      memoryBytes,
+      cmdline,
+      startInfoPage: START_INFO_ADDR,
+      paused: config.paused ?? false,
+    }, image.module);
+    this.kernel.setPhase(record, config.paused ? 'paused' : 'running');
+    this.kernel.log.info(`domain ${record.id} (${record.name}) created: ${image.label}, ${memoryBytes / MiB} MiB, on cpu ${this.#pool.cpuOf(record.id)}`);
+    return dom;
+  }
+
+  /** The handle of a live (or preserved) domain, by id or name. */
+  domain(ref: number | string): Domain {
+    const rec = this.kernel.get(ref);
+    const dom = this.#domains.get(rec.id);
+    if (!dom) throw new DomainPhaseError(rec.id, 'manage', 'the host domain');
+    return dom;
+  }
+
+  /** All domains, like `xl list`, domain 0 first. */
+  list(): DomainInfo[] {
+    return this.kernel.list().map((r) => ({
+      id: r.id,
+      name: r.name,
+      phase: r.phase,
+      memoryBytes: r.memoryBytes,
+      cpuTimeNs: r.id === 0 ? process.cpuUsage().user * 1000 : (this.#cpuNs[r.id] ?? 0),
+      cpu: this.#pool.cpuOf(r.id),
+      image: r.image,
+      shutdownReason: r.shutdownReason,
+    }));
+  }
+
+  /** The kernel log, formatted. */
+  dmesg(): string[] { return this.kernel.log.lines(); }
+
+  /** Pause a domain; resolves when it has stopped running. */
+  async pause(ref: number | string): Promise<void> {
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    if (rec.phase === 'paused') return;
+    if (!isLive(rec.phase)) throw new DomainPhaseError(rec.id, 'pause', rec.phase);
+    const stopped = new Promise<void>((resolve) => dom.pauseWaiters.push(resolve));
+    Atomics.store(this.#ctl, rec.id, Ctl.PAUSE);
+    this.#pool.send(rec.id, { t: 'pause', domid: rec.id });
+    await stopped;
+  }
+
+  async unpause(ref: number | string): Promise<void> {
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    if (rec.phase !== 'paused') throw new DomainPhaseError(rec.id, 'unpause', rec.phase);
+    Atomics.compareExchange(this.#ctl, rec.id, Ctl.PAUSE, Ctl.NONE);
+    this.#pool.send(rec.id, { t: 'unpause', domid: rec.id });
+    this.kernel.setPhase(rec, rec.phaseBeforePause === 'blocked' ? 'blocked' : 'running', 'unpause');
+  }
+
+  /** Destroy a domain at once, whatever it is doing, and free its memory. */
+  async destroy(ref: number | string): Promise<void> {
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    if (rec.phase === 'dying') return dom.waitForExit().then(() => {});
+    if (isLive(rec.phase) && this.#pool.cpuOf(rec.id) !== undefined) {
+      Atomics.store(this.#ctl, rec.id, Ctl.KILL);
+      const gone = dom.waitForExit();
+      this.kernel.setPhase(rec, 'dying', 'destroy');
+      this.#pool.send(rec.id, { t: 'kill', domid: rec.id });
+      await gone;
+      return;
+    }
+    this.#release(dom, { reason: rec.shutdownReason ?? 'destroyed', crash: rec.crash });
+  }
+
+  #onHostMessage(msg: FromHost): void {
+    const dom = this.#domains.get(msg.domid);
+    if (!dom) return;
+    switch (msg.t) {
+      case 'console':
+        this.kernel.consoleWrite(dom.record, msg.bytes);
+        return;
+      case 'state': {
+        const rec = dom.record;
+        if (msg.state === 'paused') {
+          if (rec.phase !== 'paused' && isLive(rec.phase) && rec.phase !== 'dying') this.kernel.setPhase(rec, 'paused', 'pause');
+          const waiters = dom.pauseWaiters;
+          dom.pauseWaiters = [];
+          for (const w of waiters) w();
+        } else if (rec.phase !== 'paused' && isLive(rec.phase)) {
+          this.kernel.setPhase(rec, msg.state);
+        }
+        return;
+      }
+      case 'exit':
+        this.#onExit(msg.domid, msg.exit);
+        return;
+    }
+  }
+
+  #onExit(domid: number, exit: GuestExit): void {
+    const dom = this.#domains.get(domid);
+    if (!dom) return;
+    const rec = dom.record;
+    for (const w of dom.pauseWaiters) w();
+    dom.pauseWaiters = [];
+    if (exit.kind === 'killed') {
+      this.#release(dom, { reason: rec.shutdownReason ?? 'destroyed', crash: rec.crash });
+      return;
+    }
+    let action: ExitAction;
+    const config = this.#configs.get(domid);
+    if (exit.kind === 'trap') {
+      this.kernel.markCrashed(rec, { reason: exit.reason, backtrace: exit.backtrace });
+      action = config?.onCrash ?? 'destroy';
+    } else {
+      this.kernel.markShutdown(rec, exit.reason);
+      action = (exit.reason === 'reboot' ? config?.onReboot : config?.onPoweroff) ?? 'destroy';
+    }
+    const result: DomainExit = exit.kind === 'trap'
+      ? { reason: 'crash', crash: rec.crash }
+      : { reason: exit.reason };
+    if (action === 'preserve') {
+      dom.settle(result);
+      return;
+    }
+    this.#release(dom, result);
+    if (action === 'restart' && config && !this.#closed) {
+      this.kernel.log.info(`domain ${rec.id} (${rec.name}): restarting after ${result.reason}`);
+      this.createDomain({ ...config, image: dom.image }).catch((err: unknown) => {
+        this.kernel.log.error(`restart of ${rec.name} failed: ${(err as Error).message}`);
+      });
+    }
+  }
+
+  #release(dom: Domain, exit: DomainExit): void {
+    const rec = dom.record;
+    this.#domains.delete(rec.id);
+    this.#configs.delete(rec.id);
+    this.#pool.released(rec.id);
+    Atomics.store(this.#ctl, rec.id, Ctl.NONE);
+    dom.memory = undefined;
+    this.kernel.release(rec);
+    dom.settle(exit);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new HypervisorClosedError();
+  }
+
+  /** Stop every domain and the CPUs. The hypervisor cannot be used afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.close();
+    for (const dom of [...this.#domains.values()]) {
+      if (this.kernel.find(dom.id)) this.#release(dom, { reason: 'destroyed' });
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function hashKey(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export { WvError };
