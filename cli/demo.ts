@@ -1,0 +1,69 @@
+/**
+ * `wv demo`: boot a hypervisor in-process from the bundled demo config,
+ * start its domains, show their consoles interleaved with a prefix per
+ * domain and an `xl list`-style table, and stop cleanly.
+ */
+import { readFileSync } from 'node:fs';
+import { Hypervisor } from '../runtime/hypervisor.ts';
+import type { Domain } from '../runtime/domain.ts';
+import { guestPath } from '../runtime/guests.ts';
+import { ConsolePrefixer, formatList } from './format.ts';
+
+interface DemoConfig {
+  description: string;
+  domains: { name: string; guest: string; memory: number; cmdline: string; delayMs?: number }[];
+}
+
+export interface DemoOptions {
+  durationMs: number;
+  /** Where output goes (stdout by default). */
+  out?: (line: string) => void;
+  /** Aborts the demo early (Ctrl-C). */
+  signal?: AbortSignal;
+  cpus?: number;
+}
+
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  const out = opts.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const config = JSON.parse(readFileSync(new URL('./demo.json', import.meta.url), 'utf8')) as DemoConfig;
+  const hv = new Hypervisor({ cpus: opts.cpus });
+  const prefixer = new ConsolePrefixer();
+  out(`wasmvisor demo: ${config.description}`);
+  out(`hypervisor up with ${hv.cpus} CPU(s); running for ${(opts.durationMs / 1000).toFixed(1)} s (Ctrl-C stops)`);
+  const domains: Domain[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  const start = async (d: DemoConfig['domains'][number]): Promise<void> => {
+    const dom = await hv.createDomain({ image: guestPath(d.guest), name: d.name, memory: d.memory, cmdline: d.cmdline, onCrash: 'preserve', onPoweroff: 'preserve' });
+    const tag = `[${dom.id} ${dom.name}]`.padEnd(14);
+    domains.push(dom);
+    dom.onConsole((bytes) => { for (const l of prefixer.push(dom.id, tag, bytes)) out(l); });
+    dom.onPhase(({ to }) => {
+      if (to === 'shutdown' || to === 'crashed') {
+        for (const l of prefixer.flush(dom.id, tag)) out(l);
+        const r = dom.record;
+        out(`${tag} *** ${to}${r.crash ? `: ${r.crash.reason} in ${r.crash.backtrace.map((f) => f.func).join(' <- ')}` : ` (${r.shutdownReason})`}`);
+      }
+    });
+  };
+  try {
+    for (const d of config.domains) {
+      if (d.delayMs) timers.push(setTimeout(() => { start(d).catch((e: Error) => out(`cannot start ${d.name}: ${e.message}`)); }, d.delayMs));
+      else await start(d);
+    }
+    const table = setInterval(() => out(`\n${formatList(hv.list())}\n`), 2000);
+    timers.push(table);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, opts.durationMs);
+      timers.push(t);
+      opts.signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+    for (const t of timers) clearTimeout(t);
+    out(`\n${formatList(hv.list())}`);
+    out('\nstopping: destroying every domain');
+    await Promise.all(domains.filter((d) => hv.kernel.find(d.id)).map((d) => d.destroy()));
+    out(`stopped; ${hv.list().length - 1} domains left`);
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    await hv.close();
+  }
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+/**
+ * `wv`: the wasmvisor command. Commander wiring over the library; each
+ * command is a thin caller of the embedding API.
+ */
+import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
+import { Hypervisor } from '../runtime/hypervisor.ts';
+import { WvError } from '../kernel/errors.ts';
+import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
+import { runDemo } from './demo.ts';
+import { existsSync } from 'node:fs';
+
+const VERSION = '0.1.0';
+
+function positiveNumber(what: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new CommanderArgError(`${what} must be a positive number, got "${v}"`);
+    return n;
+  };
+}
+
+/** A guest argument: a path, or the name of a reference guest. */
+function resolveImage(arg: string): string {
+  if (existsSync(arg)) return arg;
+  if ((REFERENCE_GUESTS as readonly string[]).includes(arg)) return guestPath(arg);
+  return arg;
+}
+
+const program = new Command();
+program
+  .name('wv')
+  .description('wasmvisor: a hypervisor whose guests are WebAssembly modules')
+  .version(VERSION);
+
+program
+  .command('demo')
+  .description('boot a hypervisor in-process and run the demo domains')
+  .option('-d, --duration <seconds>', 'how long to run', positiveNumber('duration'), 8)
+  .option('--cpus <n>', 'physical CPUs to use (default: all)', positiveNumber('cpus'))
+  .action(async (opts: { duration: number; cpus?: number }) => {
+    const ac = new AbortController();
+    const onSig = (): void => ac.abort();
+    process.once('SIGINT', onSig);
+    process.once('SIGTERM', onSig);
+    try {
+      await runDemo({ durationMs: opts.duration * 1000, signal: ac.signal, cpus: opts.cpus });
+    } finally {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    }
+  });
+
+program
+  .command('run')
+  .description('run one guest to completion, its console on stdout; the exit status tells how it ended')
+  .argument('<image>', 'guest image: a .wasm path or a reference guest name (hello, ticker, spin, crash, ...)')
+  .option('-n, --name <name>', 'domain name')
+  .option('-m, --memory <MiB>', 'memory allocation in MiB', positiveNumber('memory'), 16)
+  .option('-c, --cmdline <text>', 'guest command line', '')
+  .option('-t, --timeout <seconds>', 'destroy the domain after this long', positiveNumber('timeout'))
+  .option('--json', 'print how it ended as JSON on stdout after the console')
+  .action(async (image: string, opts: { name?: string; memory: number; cmdline: string; timeout?: number; json?: boolean }) => {
+    const hv = new Hypervisor();
+    try {
+      const dom = await hv.createDomain({ image: resolveImage(image), name: opts.name, memory: opts.memory, cmdline: opts.cmdline });
+      dom.onConsole((b) => process.stdout.write(b));
+      const timer = opts.timeout ? setTimeout(() => { void dom.destroy(); }, opts.timeout * 1000) : undefined;
+      const exit = await dom.waitForExit();
+      clearTimeout(timer);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ domid: dom.id, name: dom.name, reason: exit.reason, crash: exit.crash, cpuTimeNs: Math.round(dom.cpuTimeNs) })}\n`);
+      }
+      if (exit.crash) {
+        process.stderr.write(`wv: domain ${dom.id} (${dom.name}) crashed: ${exit.crash.reason}\n`);
+        for (const f of exit.crash.backtrace) process.stderr.write(`    at ${f.func}${f.offset !== undefined ? ` (offset 0x${f.offset.toString(16)})` : ''}\n`);
+        process.exitCode = 3;
+      } else if (exit.reason !== 'poweroff') {
+        process.stderr.write(`wv: domain ${dom.id} (${dom.name}) ended: ${exit.reason}\n`);
+        process.exitCode = exit.reason === 'destroyed' ? 4 : 2;
+      }
+    } finally {
+      await hv.close();
+    }
+  });
+
+program
+  .command('check')
+  .description('validate a guest image against the hypercall ABI without running it')
+  .argument('<image>', 'guest image path or reference guest name')
+  .option('--json', 'print the result as JSON')
+  .action(async (image: string, opts: { json?: boolean }) => {
+    const hv = new Hypervisor({ cpus: 1 });
+    try {
+      const img = await hv.loadImage(resolveImage(image));
+      const info = { image: img.label, ok: true, format: img.format, sha256: img.id, minPages: img.minPages, maxPages: img.maxPages, hasInit: img.hasInit };
+      process.stdout.write(opts.json ? `${JSON.stringify(info)}\n` : `${img.label}: ok (${img.format} module, memory ${img.minPages}..${img.maxPages} pages${img.hasInit ? ', has _initialize' : ''})\n`);
+    } catch (err) {
+      if (opts.json && err instanceof WvError) {
+        process.stdout.write(`${JSON.stringify({ image, ok: false, code: err.code, message: err.message })}\n`);
+      }
+      throw err;
+    } finally {
+      await hv.close();
+    }
+  });
+
+program
+  .command('guests')
+  .description('list the reference guests and where their images are')
+  .action(() => {
+    for (const g of REFERENCE_GUESTS) {
+      let where: string;
+      try { where = guestPath(g); } catch { where = '(not built)'; }
+      process.stdout.write(`${g.padEnd(10)} ${where}\n`);
+    }
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof WvError) {
+    process.stderr.write(`wv: ${err.message} [${err.code}]\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`wv: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 70;
+  }
+}

@@ -1,0 +1,46 @@
+/** Test helper: compile WAT text to a Wasm binary with wabt (threads enabled for shared memory). */
+import wabtInit from 'wabt';
+
+const wabt = await wabtInit();
+
+export function wat(src: string): Uint8Array {
+  const m = wabt.parseWat('test.wat', src, { threads: true, multi_memory: true });
+  try {
+    m.resolveNames();
+    return new Uint8Array(m.toBinary({ write_debug_names: true }).buffer);
+  } finally {
+    m.destroy();
+  }
+}
+
+export const MEM = '(import "env" "memory" (memory 1 256 shared))';
+export const CONSOLE = '(import "wasmvisor:hypercall/console@0.1.0" "write" (func $write (param i32 i32) (result i32)))';
+export const SHUTDOWN = '(import "wasmvisor:hypercall/sched@0.1.0" "shutdown" (func $shutdown (param i32) (result i32)))';
+export const YIELD = '(import "wasmvisor:hypercall/sched@0.1.0" "yield" (func $yield (result i32)))';
+
+/** A guest that prints `text` and shuts down with `reason` (0 poweroff, 1 reboot, 2 suspend, 3 crash). */
+export function printer(text: string, reason = 0): Uint8Array {
+  const escaped = [...new TextEncoder().encode(text)].map((b) => `\\${b.toString(16).padStart(2, '0')}`).join('');
+  return wat(`(module ${MEM} ${CONSOLE} ${SHUTDOWN}
+    (data (i32.const 8192) "${escaped}")
+    (func (export "start")
+      (drop (call $write (i32.const 8192) (i32.const ${new TextEncoder().encode(text).length})))
+      (drop (call $shutdown (i32.const ${reason})))))`);
+}
+
+/** A guest that writes "idle\n" once and blocks forever. */
+export function idler(): Uint8Array {
+  return wat(`(module ${MEM} ${CONSOLE}
+    (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
+    (data (i32.const 8192) "idle\\n")
+    (func (export "start")
+      (drop (call $write (i32.const 8192) (i32.const 5)))
+      (loop $l (drop (call $block (i64.const 0))) (br $l))))`);
+}
+
+/** A guest that spins forever without hypercalls. */
+export function spinner(): Uint8Array {
+  return wat(`(module ${MEM}
+    (func (export "start") (local i32)
+      (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br $l))))`);
+}
