@@ -44,3 +44,13 @@ export function spinner(): Uint8Array {
     (func (export "start") (local i32)
       (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br $l))))`);
 }
+
+/** Poll `cond` every 5 ms until it holds or `ms` pass; returns whether it held. */
+export async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
