@@ -1,12 +1,69 @@
 /**
- * Components built with `jco new` from a guest core module: the component
- * wraps exactly the core module that imports the ABI functions, so the
- * kernel runs that core module directly (the ABI uses integers only, so the
- * canonical ABI lowering is the identity). Anything else is refused.
+ * Components built with `jco new` from a guest core module. Such a
+ * component holds the guest's core module (which imports `env.memory` and
+ * the ABI functions and exports `start`) plus a wit-component shim that
+ * defines a memory for it. Because the ABI passes integers only, the
+ * canonical ABI lowering of every import is the identity, so the kernel runs
+ * the guest core module directly with its own kernel-created memory.
+ *
+ * jco checks the component (its WIT world must import only
+ * wasmvisor:hypercall interfaces); the core module is then taken from the
+ * component's top-level core-module sections.
  */
 import { ImageInvalidError } from '../../kernel/errors.ts';
+import { ABI_PACKAGE, ENTRY_EXPORT } from '../../host-bindings/abi.ts';
+
+/** Top-level section id of an embedded core module in the component binary format. */
+const CORE_MODULE_SECTION = 1;
 
 export async function extractComponentCore(bytes: Uint8Array, label: string): Promise<Uint8Array> {
-  void bytes;
-  throw new ImageInvalidError(label, 'components are not supported yet');
+  const { componentWit } = await import('@bytecodealliance/jco');
+  let wit: string;
+  try {
+    wit = await componentWit(bytes);
+  } catch (err) {
+    throw new ImageInvalidError(label, `not a valid component: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  for (const m of wit.matchAll(/^\s*import\s+([^;]+);/gm)) {
+    const name = m[1]!.trim();
+    if (!name.startsWith(`${ABI_PACKAGE}/`)) {
+      throw new ImageInvalidError(label, `the component imports ${name}, which is not part of the hypercall ABI`);
+    }
+  }
+  const guests = coreModules(bytes).filter((core) => {
+    try {
+      const mod = new WebAssembly.Module(core);
+      const exportsStart = WebAssembly.Module.exports(mod).some((e) => e.name === ENTRY_EXPORT && e.kind === 'function');
+      return exportsStart;
+    } catch {
+      return false;
+    }
+  });
+  if (guests.length !== 1) {
+    throw new ImageInvalidError(label, `a guest component must hold exactly one core module exporting "${ENTRY_EXPORT}", this one holds ${guests.length}`);
+  }
+  return guests[0]!;
+}
+
+/** The core modules embedded at the top level of a component binary. */
+function coreModules(bytes: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let pos = 8;
+  while (pos < bytes.length) {
+    const id = bytes[pos++]!;
+    let size = 0;
+    let shift = 0;
+    for (;;) {
+      if (pos >= bytes.length || shift > 28) return out;
+      const b = bytes[pos++]!;
+      size |= (b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7;
+    }
+    size >>>= 0;
+    if (pos + size > bytes.length) return out;
+    if (id === CORE_MODULE_SECTION) out.push(bytes.subarray(pos, pos + size));
+    pos += size;
+  }
+  return out;
 }

@@ -60,3 +60,28 @@ t.test('a missing image file names the path', async (t) => {
   t.teardown(() => hv.close());
   await t.rejects(hv.createDomain({ image: '/nonexistent/guest.wasm' }), { code: 'WV_ERR_INVALID_ARGUMENT', message: /cannot read \/nonexistent\/guest\.wasm: no such file/ });
 });
+
+t.test('a component built with jco new runs like its core module', async (t) => {
+  const { componentEmbed, componentNew } = await import('@bytecodealliance/jco');
+  const { readFileSync } = await import('node:fs');
+  const core = printer('from a component\n');
+  const witSource = readFileSync(new URL('../../host-bindings/wit/hypercall.wit', import.meta.url), 'utf8');
+  const embedded = await componentEmbed({ binary: core, witSource, world: 'guest' } as never);
+  const component = await componentNew(embedded, []);
+  t.same([...component.subarray(4, 8)], [0x0d, 0, 1, 0], 'it really is a component');
+  const hv = new Hypervisor({ cpus: 1 });
+  t.teardown(() => hv.close());
+  const img = await hv.loadImage(component);
+  t.equal(img.format, 'component');
+  const dom = await hv.createDomain({ image: img, memory: 1 });
+  t.same(await dom.waitForExit(), { reason: 'poweroff' });
+  t.equal(dom.consoleText(), 'from a component\n');
+});
+
+t.test('a component that imports outside the ABI is refused', async (t) => {
+  const { componentEmbed, componentNew } = await import('@bytecodealliance/jco');
+  const witSource = `package other:thing@1.0.0;\ninterface fs { read: func(fd: u32) -> s32; }\nworld w { import fs; export start: func(); }`;
+  const core = wat(`(module ${MEM} (import "other:thing/fs@1.0.0" "read" (func (param i32) (result i32))) ${START})`);
+  const component = await componentNew(await componentEmbed({ binary: core, witSource, world: 'w' } as never), []);
+  await t.rejects(buildImage(component, 'c.wasm'), { code: 'WV_ERR_IMAGE_INVALID', message: /imports other:thing\/fs@1\.0\.0, which is not part of the hypercall ABI/ });
+});

@@ -1,0 +1,61 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const wv = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
+const run = (...args: string[]) => spawnSync(process.execPath, [wv, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+t.test('wv run hello prints the console and exits 0', async (t) => {
+  const r = run('run', 'hello', '-c', 'quiet', '--json');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, 'cmdline: quiet');
+  const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  t.equal(last.reason, 'poweroff');
+});
+
+t.test('wv run crash exits 3 with the backtrace on stderr', async (t) => {
+  const r = run('run', 'crash');
+  t.equal(r.status, 3);
+  t.match(r.stderr, /crashed: trap: unreachable/);
+  t.match(r.stderr, /\n {4}at \S+/);
+});
+
+t.test('wv run spin --timeout destroys it and exits 4', async (t) => {
+  const r = run('run', 'spin', '--timeout', '0.5');
+  t.equal(r.status, 4);
+  t.match(r.stderr, /ended: destroyed/);
+});
+
+t.test('wv check refuses a non-Wasm file with its code', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wv-'));
+  const bad = join(dir, 'bad.wasm');
+  writeFileSync(bad, 'not wasm at all');
+  const r = run('check', bad);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /wv: guest image .*bad\.wasm is not WebAssembly.*\[WV_ERR_IMAGE_NOT_WASM\]/);
+  const j = run('check', bad, '--json');
+  t.same(JSON.parse(j.stdout).code, 'WV_ERR_IMAGE_NOT_WASM');
+  const ok = run('check', 'hello', '--json');
+  t.equal(ok.status, 0);
+  t.equal(JSON.parse(ok.stdout).ok, true);
+});
+
+t.test('wv run with a bad memory size is a usage error', async (t) => {
+  const r = run('run', 'hello', '-m', '-3');
+  t.not(r.status, 0);
+  t.match(r.stderr, /memory must be a positive number/);
+});
+
+t.test('wv demo shows prefixed consoles and a list table, then stops', async (t) => {
+  const r = run('demo', '--duration', '3');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /\[\d+ hello\]\s+hello from domain \d+/);
+  t.match(r.stdout, /\[\d+ ticker\]\s+tick/);
+  t.match(r.stdout, /\[\d+ crasher\]\s+\*\*\* crashed: trap: unreachable/);
+  t.match(r.stdout, /Name\s+ID\s+Mem\(MiB\)\s+CPU\s+State\s+Time\(s\)/);
+  t.match(r.stdout, /spinner\s+\d+\s+1\s+\d\s+(running|paused)/);
+  t.match(r.stdout, /stopped; 0 domains left/);
+});
