@@ -60,7 +60,7 @@ export class CpuPool {
       cpu.worker = this.#spawn(cpu);
       this.#hooks.onHostFailure(cpu.index, lost, reason);
     };
-    worker.on('error', (err) => fail(`vCPU host ${cpu.index} failed: ${err.message}`));
+    worker.on('error', (err: Error) => fail(`vCPU host ${cpu.index} failed: ${err.message}`));
     worker.on('exit', (code) => fail(`vCPU host ${cpu.index} exited with code ${code}`));
     // Idle workers must not keep a process alive by themselves; live domains do (see ref()).
     worker.unref();

@@ -48,7 +48,7 @@ const NEVER = new Promise<number>(() => {});
 
 export class VcpuHost {
   readonly #init: HostInit;
-  readonly #post: (msg: FromHost, transfer?: Transferable[]) => void;
+  readonly #post: (msg: FromHost, transfer?: ArrayBuffer[]) => void;
   readonly #images = new Map<string, WebAssembly.Module>();
   readonly #guests = new Map<number, Guest>();
   readonly #ready: Guest[] = [];
@@ -56,7 +56,7 @@ export class VcpuHost {
   readonly #cpuNs: Float64Array;
   #dispatchQueued = false;
 
-  constructor(init: HostInit, post: (msg: FromHost, transfer?: Transferable[]) => void) {
+  constructor(init: HostInit, post: (msg: FromHost, transfer?: ArrayBuffer[]) => void) {
     this.#init = init;
     this.#post = post;
     this.#ctl = new Int32Array(init.tables.ctl);
@@ -275,7 +275,8 @@ export class VcpuHost {
   #imports(g: Guest): WebAssembly.Imports {
     const mem = (): number => g.memory.buffer.byteLength;
     const bytes = (): Uint8Array => new Uint8Array(g.memory.buffer);
-    const suspending = (fn: (...args: never[]) => number | Promise<number>) => new WebAssembly.Suspending(fn as never);
+    const suspending = (fn: (...args: never[]) => number | Promise<number>): WebAssembly.ImportValue =>
+      new WebAssembly.Suspending(fn) as unknown as WebAssembly.ImportValue;
     return {
       [MEMORY_IMPORT.module]: { [MEMORY_IMPORT.name]: g.memory },
       [importModule('console')]: {

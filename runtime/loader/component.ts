@@ -12,6 +12,7 @@
  */
 import { ImageInvalidError } from '../../kernel/errors.ts';
 import { ABI_PACKAGE, ENTRY_EXPORT } from '../../host-bindings/abi.ts';
+import { bufferSource } from './sections.ts';
 
 /** Top-level section id of an embedded core module in the component binary format. */
 const CORE_MODULE_SECTION = 1;
@@ -32,7 +33,7 @@ export async function extractComponentCore(bytes: Uint8Array, label: string): Pr
   }
   const guests = coreModules(bytes).filter((core) => {
     try {
-      const mod = new WebAssembly.Module(core);
+      const mod = new WebAssembly.Module(bufferSource(core));
       const exportsStart = WebAssembly.Module.exports(mod).some((e) => e.name === ENTRY_EXPORT && e.kind === 'function');
       return exportsStart;
     } catch {

@@ -28,7 +28,7 @@ import type { HypercallSpec } from '../../host-bindings/abi.ts';
 import { loadBinaryen } from './binaryen.ts';
 import type { Binaryen, BinaryenModule } from './binaryen.ts';
 import { RESERVED_NAMES, addSafepoints } from './instrument.ts';
-import { binaryKind, summariseSections } from './sections.ts';
+import { binaryKind, bufferSource, summariseSections } from './sections.ts';
 import { extractComponentCore } from './component.ts';
 
 export const WASM_PAGE = 65536;
@@ -87,7 +87,7 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
 
   let original: WebAssembly.Module;
   try {
-    original = new WebAssembly.Module(core);
+    original = new WebAssembly.Module(bufferSource(core));
   } catch (err) {
     throw new ImageInvalidError(label, (err as Error).message);
   }
@@ -147,7 +147,7 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
     await addSafepoints(mod);
     if (!mod.validate()) throw new ImageInvalidError(label, 'safepoint instrumentation produced an invalid module');
     const out = mod.emitBinary();
-    const module = new WebAssembly.Module(out);
+    const module = new WebAssembly.Module(bufferSource(out));
     // (errors below this point are ours, not the image's)
     return new GuestImage({
       id, label, module, bytes: out, minPages: mem.initial, maxPages: mem.max,
@@ -197,9 +197,14 @@ function checkEntrySignature(binaryen: Binaryen, mod: BinaryenModule, label: str
 
 function checkDataSegments(mod: BinaryenModule, label: string): void {
   const end = START_INFO_ADDR + START_INFO_SIZE;
-  for (let i = 0; i < mod.getNumDataSegments(); i++) {
-    const seg = mod.getDataSegmentByIndex(i);
-    const info = mod.getDataSegmentInfo(seg) as unknown as { offset: number | null; data: ArrayBuffer; passive: boolean };
+  // binaryen.js has these at run time but not in its type declarations.
+  const segs = mod as unknown as {
+    getNumDataSegments(): number;
+    getDataSegmentByIndex(i: number): number;
+    getDataSegmentInfo(seg: number): { offset: number | null; data: ArrayBuffer; passive: boolean };
+  };
+  for (let i = 0; i < segs.getNumDataSegments(); i++) {
+    const info = segs.getDataSegmentInfo(segs.getDataSegmentByIndex(i));
     if (info.passive || info.offset === null) continue;
     const start = info.offset >>> 0;
     const length = info.data.byteLength;

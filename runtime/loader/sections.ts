@@ -12,6 +12,11 @@ export interface SectionSummary {
 
 
 
+/** Bytes as a BufferSource for the WebAssembly API (copied if they live in shared memory). */
+export function bufferSource(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
+}
+
 /** The binary's layer: a core module, a component, or neither. */
 export function binaryKind(bytes: Uint8Array): 'core' | 'component' | 'unknown' | 'not-wasm' {
   if (bytes.length < 8 || bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {

@@ -3,8 +3,8 @@ import wabtInit from 'wabt';
 
 const wabt = await wabtInit();
 
-export function wat(src: string): Uint8Array {
-  const m = wabt.parseWat('test.wat', src, { threads: true, multi_memory: true });
+export function wat(src: string): Uint8Array<ArrayBuffer> {
+  const m = wabt.parseWat('test.wat', src, { threads: true });
   try {
     m.resolveNames();
     return new Uint8Array(m.toBinary({ write_debug_names: true }).buffer);
@@ -19,7 +19,7 @@ export const SHUTDOWN = '(import "wasmvisor:hypercall/sched@0.1.0" "shutdown" (f
 export const YIELD = '(import "wasmvisor:hypercall/sched@0.1.0" "yield" (func $yield (result i32)))';
 
 /** A guest that prints `text` and shuts down with `reason` (0 poweroff, 1 reboot, 2 suspend, 3 crash). */
-export function printer(text: string, reason = 0): Uint8Array {
+export function printer(text: string, reason = 0): Uint8Array<ArrayBuffer> {
   const escaped = [...new TextEncoder().encode(text)].map((b) => `\\${b.toString(16).padStart(2, '0')}`).join('');
   return wat(`(module ${MEM} ${CONSOLE} ${SHUTDOWN}
     (data (i32.const 8192) "${escaped}")
@@ -29,7 +29,7 @@ export function printer(text: string, reason = 0): Uint8Array {
 }
 
 /** A guest that writes "idle\n" once and blocks forever. */
-export function idler(): Uint8Array {
+export function idler(): Uint8Array<ArrayBuffer> {
   return wat(`(module ${MEM} ${CONSOLE}
     (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
     (data (i32.const 8192) "idle\\n")
@@ -39,7 +39,7 @@ export function idler(): Uint8Array {
 }
 
 /** A guest that spins forever without hypercalls. */
-export function spinner(): Uint8Array {
+export function spinner(): Uint8Array<ArrayBuffer> {
   return wat(`(module ${MEM}
     (func (export "start") (local i32)
       (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br $l))))`);
