@@ -478,10 +478,18 @@ function renderAbiDoc(wit: WitPackage, startInfoDoc: string): string {
   L.push('| name | WIT case | number | returned as | meaning | returned by |');
   L.push('| --- | --- | --- | --- | --- | --- |');
   const byNumber = (Object.keys(Errno) as ErrnoName[]).sort((a, b) => Errno[a] - Errno[b]);
+  const unnumbered = errnoEnum.cases.filter((c) => !byNumber.some((n) => n.toLowerCase() === c.name));
+  const undocumented = byNumber.filter((n) => !errnoEnum.cases.some((c) => c.name === n.toLowerCase()));
+  if (unnumbered.length > 0 || undocumented.length > 0) {
+    throw new Error(
+      `the WIT enum errno and kernel/errno.ts disagree: ` +
+        [...unnumbered.map((c) => `WIT case ${c.name} has no number`), ...undocumented.map((n) => `Errno.${n} is not in the WIT`)].join('; '),
+    );
+  }
   for (const name of byNumber) {
-    const c = errnoEnum.cases.find((x) => x.name === name.toLowerCase());
+    const c = errnoEnum.cases.find((x) => x.name === name.toLowerCase())!;
     const by = calls.filter(({ h }) => h.errors.includes(name)).map(({ iface: i, f }) => `\`${i.name}.${f.name}\``);
-    L.push(`| \`${name}\` | \`${c?.name ?? '(missing)'}\` | ${Errno[name]} | ${-Errno[name]} | ${cell(c?.docs || '')} | ${by.join(', ') || '-'} |`);
+    L.push(`| \`${name}\` | \`${c.name}\` | ${Errno[name]} | ${-Errno[name]} | ${cell(c.docs)} | ${by.join(', ') || '-'} |`);
   }
   L.push('');
 
@@ -593,5 +601,11 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  process.exitCode = await main(process.argv.slice(2));
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (err) {
+    // jco's errors carry the WIT parser's message, with the line; the stack adds nothing.
+    process.stderr.write(`gen-abi: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
 }

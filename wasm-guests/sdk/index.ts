@@ -1,0 +1,15 @@
+// The wasmvisor guest SDK for AssemblyScript.
+export * from "./abi";
+export * from "./console";
+export * from "./start-info";
+export * from "./sched";
+
+import { print } from "./console";
+import { sched_shutdown } from "./abi";
+
+/** AssemblyScript's abort handler (wired with `--use abort=...`): report on the console and crash the domain. */
+export function abort(message: string | null, fileName: string | null, line: u32, column: u32): void {
+  print("abort: " + (message ? message! : "(no message)") + " at " + (fileName ? fileName! : "?") + ":" + line.toString() + ":" + column.toString() + "\n");
+  sched_shutdown(3);
+  unreachable();
+}
