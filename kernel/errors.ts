@@ -66,14 +66,6 @@ export class ImageMissingExportError extends WvError {
   }
 }
 
-/** The image has a Wasm start section (code that would run outside the scheduler's control). */
-export class ImageStartSectionError extends WvError {
-  constructor(image: string) {
-    super('WV_ERR_IMAGE_START_SECTION',
-      `guest image ${image} has a start section; run initialisation from the exported "start" (or "_initialize") instead`);
-  }
-}
-
 /** A data segment of the image lies in the kernel's start-info page. */
 export class ImageStartPageOverlapError extends WvError {
   constructor(image: string, offset: number, length: number, pageEnd: number) {

@@ -200,7 +200,7 @@ export class Hypervisor implements AsyncDisposable {
       t: 'start',
       domid: record.id,
       imageId: image.id,
-      hasInit: image.hasInit,
+      entries: image.entries,
       memory,
       memoryBytes,
       cmdline,

@@ -31,7 +31,8 @@ export type ToHost =
       t: 'start';
       domid: number;
       imageId: string;
-      hasInit: boolean;
+      /** Exports to call in order; the last is `start`. */
+      entries: readonly string[];
       memory: WebAssembly.Memory;
       memoryBytes: number;
       cmdline: Uint8Array;

@@ -24,7 +24,7 @@ interface Guest {
   readonly memoryBytes: number;
   readonly cmdline: Uint8Array;
   readonly startInfoPage: number;
-  readonly hasInit: boolean;
+  readonly entries: readonly string[];
   readonly module: WebAssembly.Module;
   state: GuestState;
   /** Whether its entry point has been called. */
@@ -119,7 +119,7 @@ export class VcpuHost {
       memoryBytes: msg.memoryBytes,
       cmdline: msg.cmdline,
       startInfoPage: msg.startInfoPage,
-      hasInit: msg.hasInit,
+      entries: msg.entries,
       module,
       state: 'ready',
       booted: false,
@@ -193,11 +193,9 @@ export class VcpuHost {
       return;
     }
     const exports = instance.exports as Record<string, () => void>;
-    const init = g.hasInit ? WebAssembly.promising(exports._initialize!) : undefined;
-    const start = WebAssembly.promising(exports.start!);
+    const entries = g.entries.map((name) => WebAssembly.promising(exports[name]!));
     const run = async (): Promise<void> => {
-      if (init) await init();
-      await start();
+      for (const entry of entries) await entry();
     };
     run().then(
       () => this.#finish(g, { kind: 'shutdown', reason: 'poweroff' }),

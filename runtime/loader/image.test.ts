@@ -23,7 +23,7 @@ t.test('each refusal has its own error', async () => {
   await refusal(wat(`(module ${MEM} (func (export "main")))`), 'WV_ERR_IMAGE_MISSING_EXPORT', /must export function "start": it is missing/);
   await refusal(wat(`(module ${MEM} (global (export "start") i32 (i32.const 0)))`), 'WV_ERR_IMAGE_MISSING_EXPORT', /it is a global/);
   await refusal(wat(`(module ${MEM} (func (export "start") (param i32)))`), 'WV_ERR_IMAGE_MISSING_EXPORT', /no parameters/);
-  await refusal(wat(`(module ${MEM} (func $s) (start $s) ${START})`), 'WV_ERR_IMAGE_START_SECTION', /has a start section/);
+  await refusal(wat(`(module ${MEM} (func $s) (start $s) (func (export "wv$start")) ${START})`), 'WV_ERR_IMAGE_INVALID', /exports "wv\$start", a name the loader reserves/);
   await refusal(wat(`(module ${MEM} (data (i32.const 100) "x") ${START})`), 'WV_ERR_IMAGE_START_PAGE_OVERLAP', /1 bytes of data at address 100/);
   await refusal(wat(`(module ${MEM} (import "wasmvisor:hypercall/console@0.1.0" "write" (func (param i32) (result i32))) ${START})`),
     'WV_ERR_IMAGE_INVALID', /has type \(i32\) -> \(i32\), the ABI says \(i32, i32\) -> \(i32\)/);
@@ -84,4 +84,20 @@ t.test('a component that imports outside the ABI is refused', async (t) => {
   const core = wat(`(module ${MEM} (import "other:thing/fs@1.0.0" "read" (func (param i32) (result i32))) ${START})`);
   const component = await componentNew(await componentEmbed({ binary: core, witSource, world: 'w' } as never), []);
   await t.rejects(buildImage(component, 'c.wasm'), { code: 'WV_ERR_IMAGE_INVALID', message: /imports other:thing\/fs@1\.0\.0, which is not part of the hypercall ABI/ });
+});
+
+t.test('a start section runs under the scheduler, before _initialize and start', async (t) => {
+  const hv = new Hypervisor({ cpus: 1 });
+  t.teardown(() => hv.close());
+  const img = wat(`(module ${MEM} ${CONSOLE}
+    (data (i32.const 8192) "S") (data (i32.const 8193) "I") (data (i32.const 8194) "M")
+    (func $s (drop (call $write (i32.const 8192) (i32.const 1))))
+    (start $s)
+    (func (export "_initialize") (drop (call $write (i32.const 8193) (i32.const 1))))
+    (func (export "start") (drop (call $write (i32.const 8194) (i32.const 1)))))`);
+  const image = await hv.loadImage(img);
+  t.same(image.entries, ['wv$start', '_initialize', 'start']);
+  const dom = await hv.createDomain({ image, memory: 1 });
+  t.same(await dom.waitForExit(), { reason: 'poweroff' });
+  t.equal(dom.consoleText(), 'SIM');
 });

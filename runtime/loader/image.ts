@@ -12,7 +12,6 @@ import {
   ImageNotWasmError,
   ImageOwnMemoryError,
   ImageStartPageOverlapError,
-  ImageStartSectionError,
   WvError,
 } from '../../kernel/errors.ts';
 import {
@@ -33,6 +32,9 @@ import { extractComponentCore } from './component.ts';
 
 export const WASM_PAGE = 65536;
 
+/** The export a former start section's function is given. */
+export const START_SECTION_EXPORT = 'wv$start';
+
 /** A validated, instrumented, compiled guest image. Immutable. */
 export class GuestImage {
   /** Content hash of the original bytes (hex), the cache key. */
@@ -49,12 +51,14 @@ export class GuestImage {
   readonly maxPages: number;
   /** Whether it exports `_initialize`. */
   readonly hasInit: boolean;
+  /** Exports the kernel calls, in order, to run the domain (ends with `start`). */
+  readonly entries: readonly string[];
   /** 'core' or 'component' (the core module inside a component is what runs). */
   readonly format: 'core' | 'component';
 
   constructor(init: {
     id: string; label: string; module: WebAssembly.Module; bytes: Uint8Array;
-    minPages: number; maxPages: number; hasInit: boolean; format: 'core' | 'component';
+    minPages: number; maxPages: number; hasInit: boolean; entries: readonly string[]; format: 'core' | 'component';
   }) {
     this.id = init.id;
     this.label = init.label;
@@ -63,6 +67,7 @@ export class GuestImage {
     this.minPages = init.minPages;
     this.maxPages = init.maxPages;
     this.hasInit = init.hasInit;
+    this.entries = init.entries;
     this.format = init.format;
   }
 }
@@ -112,7 +117,6 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
   if (memoryImports === 0) {
     throw new ImageMemoryShapeError(label, `it imports no memory; import ${MEMORY_IMPORT.module}.${MEMORY_IMPORT.name} (shared)`);
   }
-  if (sections.hasStart) throw new ImageStartSectionError(label);
 
   const exports = new Map(WebAssembly.Module.exports(original).map((e) => [e.name, e.kind]));
   const entry = exports.get(ENTRY_EXPORT);
@@ -144,6 +148,21 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
         throw new ImageInvalidError(label, `it uses the name "${name}", which the loader reserves for safepoints`);
       }
     }
+    // A start section (wasm-ld emits one to initialise shared memory) would
+    // run inside instantiation, outside the scheduler; it becomes the first
+    // entry the vCPU host calls instead, with the same effect.
+    const entries: string[] = [];
+    if (sections.hasStart) {
+      if (exports.has(START_SECTION_EXPORT)) {
+        throw new ImageInvalidError(label, `it exports "${START_SECTION_EXPORT}", a name the loader reserves`);
+      }
+      const startFn = binaryen.getFunctionInfo(mod.getStart()).name;
+      mod.setStart(0 as never);
+      mod.addFunctionExport(startFn, START_SECTION_EXPORT);
+      entries.push(START_SECTION_EXPORT);
+    }
+    if (init) entries.push(INIT_EXPORT);
+    entries.push(ENTRY_EXPORT);
     await addSafepoints(mod);
     if (!mod.validate()) throw new ImageInvalidError(label, 'safepoint instrumentation produced an invalid module');
     const out = mod.emitBinary();
@@ -151,7 +170,7 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
     // (errors below this point are ours, not the image's)
     return new GuestImage({
       id, label, module, bytes: out, minPages: mem.initial, maxPages: mem.max,
-      hasInit: init !== undefined, format: kind,
+      hasInit: init !== undefined, entries, format: kind,
     });
   } catch (err) {
     if (err instanceof WvError) throw err;
