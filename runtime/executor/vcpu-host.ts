@@ -11,7 +11,8 @@
 import { Errno } from '../../kernel/errno.ts';
 import { decodeConsoleWrite, decodeRange, decodeShutdown } from '../../kernel/hypercall.ts';
 import type { TrapFrame } from '../../kernel/errors.ts';
-import { importModule, MEMORY_IMPORT } from '../../host-bindings/abi.ts';
+import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
+import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
 import { Ctl } from './protocol.ts';
 import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
@@ -275,9 +276,10 @@ export class VcpuHost {
     const bytes = (): Uint8Array => new Uint8Array(g.memory.buffer);
     const suspending = (fn: (...args: never[]) => number | Promise<number>): WebAssembly.ImportValue =>
       new WebAssembly.Suspending(fn) as unknown as WebAssembly.ImportValue;
-    return {
-      [MEMORY_IMPORT.module]: { [MEMORY_IMPORT.name]: g.memory },
-      [importModule('console')]: {
+    // Typed against the declarations jco generates from the WIT, so a change
+    // in the ABI breaks the type-check here (host-bindings/imports.ts).
+    const hypercalls: HostHypercallImports<WebAssembly.ImportValue> = {
+      'wasmvisor:hypercall/console@0.1.0': {
         write: (ptr: number, len: number): number => {
           const d = decodeConsoleWrite(mem(), ptr, len);
           if (!d.ok) return d.errno;
@@ -286,7 +288,7 @@ export class VcpuHost {
           return d.value.len;
         },
       },
-      [importModule('start-info')]: {
+      'wasmvisor:hypercall/start-info@0.1.0': {
         'domain-id': (): number => g.domid,
         'memory-size': (): bigint => BigInt(g.memoryBytes),
         cmdline: (ptr: number, cap: number): number => {
@@ -297,7 +299,7 @@ export class VcpuHost {
         },
         page: (): number => g.startInfoPage,
       },
-      [importModule('sched')]: {
+      'wasmvisor:hypercall/sched@0.1.0': {
         yield: suspending((): Promise<number> => this.#yield(g)),
         block: suspending((deadline: bigint): number | Promise<number> => {
           if (g.eventPending) {
@@ -320,7 +322,7 @@ export class VcpuHost {
           return NEVER;
         }),
       },
-      [importModule('time')]: {
+      'wasmvisor:hypercall/time@0.1.0': {
         'monotonic-now': (): bigint => this.#now(),
         'set-timer': (deadline: bigint): number => {
           clearTimeout(g.timer);
@@ -333,6 +335,10 @@ export class VcpuHost {
           return 0;
         },
       },
+    };
+    return {
+      [MEMORY_IMPORT.module]: { [MEMORY_IMPORT.name]: g.memory },
+      ...(hypercalls as unknown as WebAssembly.Imports),
       [SAFEPOINT_MODULE]: {
         [SAFEPOINT_NAME]: suspending((): number | Promise<number> => this.#safepoint(g)),
       },

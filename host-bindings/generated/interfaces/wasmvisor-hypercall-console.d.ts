@@ -2,6 +2,7 @@
 /** @module Interface wasmvisor:hypercall/console@0.1.0 **/
 /**
  * Append `len` bytes at guest address `ptr` to the console.
- * Returns the number of bytes accepted, or -efault / -einval.
+ * Returns the number of bytes accepted, -efault when the range is outside
+ * the domain's memory, or -e2big for more than 65536 bytes at once.
  */
 export function write(ptr: number, len: number): number;

@@ -7,6 +7,7 @@ export function monotonicNow(): bigint;
 /**
  * Arm the domain's one-shot timer for monotonic time `deadline` (ns);
  * when it fires, the timer event becomes pending and a blocked domain
- * wakes. 0 cancels the timer. Returns 0.
+ * wakes. 0 cancels the timer. Returns 0, or -einval for a deadline more
+ * than 2^31 ms away.
  */
 export function setTimer(deadline: bigint): number;
