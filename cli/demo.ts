@@ -41,7 +41,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       if (to === 'shutdown' || to === 'crashed') {
         for (const l of prefixer.flush(dom.id, tag)) out(l);
         const r = dom.record;
-        out(`${tag} *** ${to}${r.crash ? `: ${r.crash.reason} in ${r.crash.backtrace.map((f) => f.func).join(' <- ')}` : ` (${r.shutdownReason})`}`);
+        out(`${tag} *** ${to}${r.crash ? `: ${r.crash.reason} in ${r.crash.backtrace.map((f) => f.func.split('/').at(-1)).join(' <- ')}` : ` (${r.shutdownReason})`}`);
       }
     });
   };
