@@ -82,6 +82,7 @@ export class Hypervisor implements AsyncDisposable {
   readonly #tables: SharedTables;
   readonly #ctl: Int32Array;
   readonly #cpuNs: Float64Array;
+  readonly #consoleInFlight: Int32Array;
   readonly #images = new Map<string, Promise<GuestImage>>();
   readonly #domains = new Map<number, Domain>();
   readonly #configs = new Map<number, DomainConfig>();
@@ -103,9 +104,11 @@ export class Hypervisor implements AsyncDisposable {
     this.#tables = {
       ctl: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
       cpuNs: new SharedArrayBuffer((MAX_DOMID + 1) * 8),
+      consoleInFlight: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
     };
     this.#ctl = new Int32Array(this.#tables.ctl);
     this.#cpuNs = new Float64Array(this.#tables.cpuNs);
+    this.#consoleInFlight = new Int32Array(this.#tables.consoleInFlight);
     this.#pool = new CpuPool(cpus, this.#tables, this.#epochMs, sliceMs, {
       onMessage: (_cpu, msg) => this.#onHostMessage(msg),
       onHostFailure: (cpu, domids, reason) => {
@@ -196,6 +199,7 @@ export class Hypervisor implements AsyncDisposable {
     this.#configs.set(record.id, config);
     Atomics.store(this.#ctl, record.id, config.paused ? Ctl.PAUSE : Ctl.NONE);
     this.#cpuNs[record.id] = 0;
+    Atomics.store(this.#consoleInFlight, record.id, 0);
     this.#pool.start({
       t: 'start',
       domid: record.id,
@@ -279,6 +283,7 @@ export class Hypervisor implements AsyncDisposable {
     if (!dom) return;
     switch (msg.t) {
       case 'console':
+        Atomics.sub(this.#consoleInFlight, msg.domid, msg.bytes.length);
         this.kernel.consoleWrite(dom.record, msg.bytes);
         return;
       case 'state': {

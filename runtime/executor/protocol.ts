@@ -8,12 +8,21 @@ import type { TrapFrame } from '../../kernel/errors.ts';
 /** Values of the shared control word a vCPU host checks at every safepoint. */
 export const Ctl = { NONE: 0, PAUSE: 1, KILL: 2 } as const;
 
+/** Most console bytes of one domain in flight to the kernel; past it `console.write` returns -EAGAIN. */
+export const CONSOLE_IN_FLIGHT_MAX = 256 * 1024;
+
 /** Memory shared by the hypervisor and all its vCPU hosts, indexed by domain id. */
 export interface SharedTables {
   /** Ctl value per domain. */
   readonly ctl: SharedArrayBuffer;
   /** CPU time per domain, ns (Float64Array). */
   readonly cpuNs: SharedArrayBuffer;
+  /**
+   * Console bytes a vCPU host has posted and the kernel has not yet taken,
+   * per domain (Int32Array): the console's back-pressure, so a guest that
+   * writes without pause cannot queue unbounded memory in the host.
+   */
+  readonly consoleInFlight: SharedArrayBuffer;
 }
 
 export interface HostInit {

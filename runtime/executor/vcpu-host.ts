@@ -14,7 +14,7 @@ import type { TrapFrame } from '../../kernel/errors.ts';
 import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
 import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
-import { Ctl } from './protocol.ts';
+import { CONSOLE_IN_FLIGHT_MAX, Ctl } from './protocol.ts';
 import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
 
 type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'dead';
@@ -55,6 +55,7 @@ export class VcpuHost {
   readonly #ready: Guest[] = [];
   readonly #ctl: Int32Array;
   readonly #cpuNs: Float64Array;
+  readonly #consoleInFlight: Int32Array;
   #dispatchQueued = false;
 
   constructor(init: HostInit, post: (msg: FromHost, transfer?: ArrayBuffer[]) => void) {
@@ -62,6 +63,7 @@ export class VcpuHost {
     this.#post = post;
     this.#ctl = new Int32Array(init.tables.ctl);
     this.#cpuNs = new Float64Array(init.tables.cpuNs);
+    this.#consoleInFlight = new Int32Array(init.tables.consoleInFlight);
   }
 
   /** Number of live guests on this host. */
@@ -283,6 +285,8 @@ export class VcpuHost {
         write: (ptr: number, len: number): number => {
           const d = decodeConsoleWrite(mem(), ptr, len);
           if (!d.ok) return d.errno;
+          if (Atomics.load(this.#consoleInFlight, g.domid) + d.value.len > CONSOLE_IN_FLIGHT_MAX) return -Errno.EAGAIN;
+          Atomics.add(this.#consoleInFlight, g.domid, d.value.len);
           const copy = bytes().slice(d.value.ptr, d.value.ptr + d.value.len);
           this.#post({ t: 'console', domid: g.domid, bytes: copy }, [copy.buffer]);
           return d.value.len;

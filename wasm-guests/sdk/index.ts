@@ -9,7 +9,9 @@ import { sched_shutdown } from "./abi";
 
 /** AssemblyScript's abort handler (wired with `--use abort=...`): report on the console and crash the domain. */
 export function abort(message: string | null, fileName: string | null, line: u32, column: u32): void {
-  print("abort: " + (message ? message! : "(no message)") + " at " + (fileName ? fileName! : "?") + ":" + line.toString() + ":" + column.toString() + "\n");
+  const what = message === null ? "(no message)" : message;
+  const where = fileName === null ? "?" : fileName;
+  print("abort: " + what + " at " + where + ":" + line.toString() + ":" + column.toString() + "\n");
   sched_shutdown(3);
   unreachable();
 }

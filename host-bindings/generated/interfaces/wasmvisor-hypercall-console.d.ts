@@ -3,6 +3,7 @@
 /**
  * Append `len` bytes at guest address `ptr` to the console.
  * Returns the number of bytes accepted, -efault when the range is outside
- * the domain's memory, or -e2big for more than 65536 bytes at once.
+ * the domain's memory, -e2big for more than 65536 bytes at once, or
+ * -eagain while the console is full (the toolstack has not caught up).
  */
 export function write(ptr: number, len: number): number;
