@@ -403,6 +403,23 @@ const CORE_SIGNATURES = {
     block: [['i64'], ['i32']],
     shutdown: [['i32'], ['i32']],
   },
+  'wasmvisor:hypercall/evtchn@0.1.0': {
+    'alloc-unbound': [['i32'], ['i32']],
+    'bind-interdomain': [['i32', 'i32'], ['i32']],
+    'bind-virq': [['i32'], ['i32']],
+    send: [['i32'], ['i32']],
+    close: [['i32'], ['i32']],
+    status: [['i32', 'i32'], ['i32']],
+    mask: [['i32'], ['i32']],
+    unmask: [['i32'], ['i32']],
+    pending: [['i32', 'i32'], ['i32']],
+  },
+  'wasmvisor:hypercall/grant@0.1.0': {
+    'grant-access': [['i32', 'i32', 'i32'], ['i32']],
+    'end-access': [['i32'], ['i32']],
+    'copy-from': [['i32', 'i32', 'i32', 'i32', 'i32'], ['i32']],
+    'copy-to': [['i32', 'i32', 'i32', 'i32', 'i32'], ['i32']],
+  },
   'wasmvisor:hypercall/time@0.1.0': {
     'monotonic-now': [[], ['i64']],
     'set-timer': [['i64'], ['i32']],

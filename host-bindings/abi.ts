@@ -19,7 +19,7 @@ export interface HypercallSpec {
   /** Stable numeric id (used in traces and the kernel log). */
   readonly id: number;
   /** WIT interface name. */
-  readonly iface: 'console' | 'start-info' | 'sched' | 'time';
+  readonly iface: 'console' | 'start-info' | 'sched' | 'evtchn' | 'grant' | 'time';
   /** WIT function name, which is also the core import field name. */
   readonly name: string;
   /** The errors this call can return (negated). */
@@ -41,6 +41,19 @@ export const HYPERCALLS: readonly HypercallSpec[] = [
   { id: 32, iface: 'sched', name: 'yield', errors: [], suspends: true, params: [], results: ['i32'] },
   { id: 33, iface: 'sched', name: 'block', errors: [], suspends: true, params: ['i64'], results: ['i32'] },
   { id: 34, iface: 'sched', name: 'shutdown', errors: ['EINVAL'], suspends: true, params: ['i32'], results: ['i32'] },
+  { id: 64, iface: 'evtchn', name: 'alloc-unbound', errors: ['ESRCH', 'ENOSPC'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 65, iface: 'evtchn', name: 'bind-interdomain', errors: ['ESRCH', 'EINVAL', 'ENOSPC'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 66, iface: 'evtchn', name: 'bind-virq', errors: ['EINVAL', 'EPERM', 'ENOSPC'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 67, iface: 'evtchn', name: 'send', errors: ['EINVAL'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 68, iface: 'evtchn', name: 'close', errors: ['EINVAL'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 69, iface: 'evtchn', name: 'status', errors: ['EINVAL', 'EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 70, iface: 'evtchn', name: 'mask', errors: ['EINVAL'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 71, iface: 'evtchn', name: 'unmask', errors: ['EINVAL'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 72, iface: 'evtchn', name: 'pending', errors: ['EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 80, iface: 'grant', name: 'grant-access', errors: ['ESRCH', 'EFAULT', 'EINVAL', 'ENOSPC'], suspends: false, params: ['i32', 'i32', 'i32'], results: ['i32'] },
+  { id: 81, iface: 'grant', name: 'end-access', errors: ['EINVAL', 'EBUSY'], suspends: false, params: ['i32'], results: ['i32'] },
+  { id: 82, iface: 'grant', name: 'copy-from', errors: ['ESRCH', 'EINVAL', 'EFAULT'], suspends: false, params: ['i32', 'i32', 'i32', 'i32', 'i32'], results: ['i32'] },
+  { id: 83, iface: 'grant', name: 'copy-to', errors: ['ESRCH', 'EINVAL', 'EFAULT', 'EACCES'], suspends: false, params: ['i32', 'i32', 'i32', 'i32', 'i32'], results: ['i32'] },
   { id: 48, iface: 'time', name: 'monotonic-now', errors: [], suspends: false, params: [], results: ['i64'] },
   { id: 49, iface: 'time', name: 'set-timer', errors: ['EINVAL'], suspends: false, params: ['i64'], results: ['i32'] },
 ];

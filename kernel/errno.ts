@@ -17,6 +17,7 @@ export const Errno = {
   EFAULT: 14,
   EBUSY: 16,
   EINVAL: 22,
+  ENOSPC: 28,
   ENOSYS: 38,
 } as const;
 

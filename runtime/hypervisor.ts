@@ -20,6 +20,9 @@ import {
   WvError,
 } from '../kernel/errors.ts';
 import { writeStartInfo } from '../kernel/start-info.ts';
+import { PvTable } from '../kernel/pv-table.ts';
+import { EventChannels } from '../kernel/evtchn.ts';
+import { GrantTables } from '../kernel/grant.ts';
 import { START_INFO_ADDR } from '../host-bindings/abi.ts';
 import { Domain } from './domain.ts';
 import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
@@ -78,6 +81,10 @@ export interface DomainInfo {
 export class Hypervisor implements AsyncDisposable {
   readonly kernel: Kernel;
   readonly cpus: number;
+  /** Event channels and grant tables, shared with every vCPU host. */
+  readonly pv: PvTable;
+  readonly evtchn: EventChannels;
+  readonly grants: GrantTables;
   readonly #pool: CpuPool;
   readonly #tables: SharedTables;
   readonly #ctl: Int32Array;
@@ -101,7 +108,19 @@ export class Hypervisor implements AsyncDisposable {
     const clock = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now() - this.#epochMs) * 1e6));
     this.kernel = new Kernel({ totalMemoryBytes: total, dom0MemoryBytes: dom0, clock, consoleBytes: opts.consoleBytes });
     this.cpus = cpus;
+    this.pv = new PvTable(MAX_DOMID, cpus);
+    // Domain 0 is the host itself: live, privileged, never on a vCPU host.
+    this.pv.claim(0, true);
+    this.pv.setHome(0, -1);
+    this.evtchn = new EventChannels(this.pv, -1, () => {});
+    this.grants = new GrantTables(this.pv, (id) => {
+      const m = this.#domains.get(id)?.memory;
+      return m ? new Uint8Array(m.buffer) : undefined;
+    });
     this.#tables = {
+      pv: this.pv.buffer,
+      maxDomid: MAX_DOMID,
+      hosts: cpus,
       ctl: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
       cpuNs: new SharedArrayBuffer((MAX_DOMID + 1) * 8),
       consoleInFlight: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
@@ -115,6 +134,9 @@ export class Hypervisor implements AsyncDisposable {
         this.kernel.log.error(reason);
         for (const id of domids) this.#onExit(id, { kind: 'trap', reason, backtrace: [] });
         void cpu;
+      },
+      onHostRespawn: (_cpu, send) => {
+        for (const d of this.#domains.values()) if (d.memory) send({ t: 'domain', domid: d.id, memory: d.memory });
       },
     });
     this.#control = {
@@ -200,7 +222,9 @@ export class Hypervisor implements AsyncDisposable {
     Atomics.store(this.#ctl, record.id, config.paused ? Ctl.PAUSE : Ctl.NONE);
     this.#cpuNs[record.id] = 0;
     Atomics.store(this.#consoleInFlight, record.id, 0);
-    this.#pool.start({
+    this.pv.claim(record.id, false);
+    this.#pool.broadcast({ t: 'domain', domid: record.id, memory });
+    const cpu = this.#pool.start({
       t: 'start',
       domid: record.id,
       imageId: image.id,
@@ -211,6 +235,7 @@ export class Hypervisor implements AsyncDisposable {
       startInfoPage: START_INFO_ADDR,
       paused: config.paused ?? false,
     }, image.module);
+    this.pv.setHome(record.id, cpu);
     this.kernel.setPhase(record, config.paused ? 'paused' : 'running');
     this.kernel.log.info(`domain ${record.id} (${record.name}) created: ${image.label}, ${memoryBytes / MiB} MiB, on cpu ${this.#pool.cpuOf(record.id)}`);
     return dom;
@@ -345,6 +370,10 @@ export class Hypervisor implements AsyncDisposable {
     this.#configs.delete(rec.id);
     this.#pool.released(rec.id);
     Atomics.store(this.#ctl, rec.id, Ctl.NONE);
+    this.pv.setHome(rec.id, -1);
+    this.evtchn.closeAll(rec.id);
+    this.grants.endAll(rec.id);
+    if (!this.#closed) this.#pool.broadcast({ t: 'forget', domid: rec.id });
     dom.memory = undefined;
     this.kernel.release(rec);
     dom.settle(exit);

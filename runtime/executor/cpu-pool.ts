@@ -10,6 +10,8 @@ export interface CpuPoolHooks {
   onMessage(cpu: number, msg: FromHost): void;
   /** A vCPU host thread died; every domain on it is lost. */
   onHostFailure(cpu: number, domids: number[], reason: string): void;
+  /** A replacement vCPU host started; `send` reaches it (to replay what every host must know). */
+  onHostRespawn?(cpu: number, send: (msg: ToHost) => void): void;
 }
 
 interface Cpu {
@@ -59,6 +61,7 @@ export class CpuPool {
       for (const d of lost) this.#where.delete(d);
       cpu.worker = this.#spawn(cpu);
       this.#hooks.onHostFailure(cpu.index, lost, reason);
+      this.#hooks.onHostRespawn?.(cpu.index, (msg) => cpu.worker.postMessage(msg));
     };
     worker.on('error', (err: Error) => fail(`vCPU host ${cpu.index} failed: ${err.message}`));
     worker.on('exit', (code) => fail(`vCPU host ${cpu.index} exited with code ${code}`));
@@ -79,6 +82,11 @@ export class CpuPool {
     this.#refresh(cpu);
     cpu.worker.postMessage(msg);
     return cpu.index;
+  }
+
+  /** Send a message to every CPU. */
+  broadcast(msg: ToHost): void {
+    for (const c of this.#cpus) c.worker.postMessage(msg);
   }
 
   /** Send a control message to the CPU running `domid`; false when it runs nowhere. */

@@ -23,6 +23,12 @@ export interface SharedTables {
    * writes without pause cannot queue unbounded memory in the host.
    */
   readonly consoleInFlight: SharedArrayBuffer;
+  /** The paravirtual table (event channels, grants, doorbells): kernel/pv-table.ts. */
+  readonly pv: SharedArrayBuffer;
+  /** The highest domain id the table has a slot for. */
+  readonly maxDomid: number;
+  /** Number of vCPU hosts sharing the table. */
+  readonly hosts: number;
 }
 
 export interface HostInit {
@@ -48,6 +54,9 @@ export type ToHost =
       startInfoPage: number;
       paused: boolean;
     }
+  /** Every vCPU host learns every domain's memory (grant copies reach it directly). */
+  | { t: 'domain'; domid: number; memory: WebAssembly.Memory }
+  | { t: 'forget'; domid: number }
   | { t: 'pause'; domid: number }
   | { t: 'unpause'; domid: number }
   | { t: 'kill'; domid: number }

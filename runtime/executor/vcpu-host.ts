@@ -9,6 +9,9 @@
  * driven from a test without a thread.
  */
 import { Errno } from '../../kernel/errno.ts';
+import { PvTable, NR_PORTS, Virq } from '../../kernel/pv-table.ts';
+import { EventChannels } from '../../kernel/evtchn.ts';
+import { GrantTables } from '../../kernel/grant.ts';
 import { decodeConsoleWrite, decodeRange, decodeShutdown } from '../../kernel/hypercall.ts';
 import type { TrapFrame } from '../../kernel/errors.ts';
 import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
@@ -56,6 +59,11 @@ export class VcpuHost {
   readonly #ctl: Int32Array;
   readonly #cpuNs: Float64Array;
   readonly #consoleInFlight: Int32Array;
+  readonly #pv: PvTable;
+  readonly #evtchn: EventChannels;
+  readonly #grants: GrantTables;
+  /** Every live domain's memory (grant copies reach other domains directly). */
+  readonly #memories = new Map<number, WebAssembly.Memory>();
   #dispatchQueued = false;
 
   constructor(init: HostInit, post: (msg: FromHost, transfer?: ArrayBuffer[]) => void) {
@@ -64,6 +72,16 @@ export class VcpuHost {
     this.#ctl = new Int32Array(init.tables.ctl);
     this.#cpuNs = new Float64Array(init.tables.cpuNs);
     this.#consoleInFlight = new Int32Array(init.tables.consoleInFlight);
+    this.#pv = new PvTable(init.tables.maxDomid, init.tables.hosts, init.tables.pv);
+    this.#evtchn = new EventChannels(this.#pv, init.cpu, (domid) => {
+      const g = this.#guests.get(domid);
+      if (g) this.#raiseEvent(g);
+    });
+    this.#grants = new GrantTables(this.#pv, (domid) => {
+      const m = this.#memories.get(domid);
+      return m ? new Uint8Array(m.buffer) : undefined;
+    });
+    this.#listen();
   }
 
   /** Number of live guests on this host. */
@@ -73,6 +91,12 @@ export class VcpuHost {
     switch (msg.t) {
       case 'image':
         this.#images.set(msg.imageId, msg.module);
+        return;
+      case 'domain':
+        this.#memories.set(msg.domid, msg.memory);
+        return;
+      case 'forget':
+        this.#memories.delete(msg.domid);
         return;
       case 'start':
         this.#start(msg);
@@ -104,6 +128,33 @@ export class VcpuHost {
         return;
       }
     }
+  }
+
+  /**
+   * Wake-ups from other threads: a sender sets the domain's bit in this
+   * host's wake bitmap and rings its doorbell (kernel/evtchn.ts); we wait on
+   * the doorbell without blocking the thread.
+   */
+  #listen(): void {
+    const w = this.#pv.words;
+    const bell = this.#pv.doorbell(this.#init.cpu);
+    const words = this.#pv.wakeWords;
+    const loop = (): void => {
+      const seen = Atomics.load(w, bell);
+      for (let k = 0; k < words; k++) {
+        let bits = Atomics.load(w, bell + 1 + k) === 0 ? 0 : Atomics.exchange(w, bell + 1 + k, 0);
+        while (bits !== 0) {
+          const b = 31 - Math.clz32(bits & -bits);
+          bits &= bits - 1;
+          const g = this.#guests.get(k * 32 + b);
+          if (g) this.#raiseEvent(g);
+        }
+      }
+      const r = Atomics.waitAsync(w, bell, seen);
+      if (r.async) void r.value.then(loop);
+      else setImmediate(loop);
+    };
+    loop();
   }
 
   #now(): bigint {
@@ -248,7 +299,12 @@ export class VcpuHost {
     clearTimeout(g.blockTimer);
     g.blockTimer = undefined;
     g.wakeValue = value;
-    if (value === 0) g.eventPending = false;
+    if (value === 0) {
+      // The guest reads every pending port after waking, so the flags that
+      // caused this wake-up are consumed here.
+      g.eventPending = false;
+      this.#evtchn.takeUpcall(g.domid);
+    }
     if (!g.paused) this.#post({ t: 'state', domid: g.domid, state: 'running' });
     this.#makeReady(g);
   }
@@ -275,6 +331,9 @@ export class VcpuHost {
 
   #imports(g: Guest): WebAssembly.Imports {
     const mem = (): number => g.memory.buffer.byteLength;
+    const d = g.domid;
+    const ev = this.#evtchn;
+    const gt = this.#grants;
     const bytes = (): Uint8Array => new Uint8Array(g.memory.buffer);
     const suspending = (fn: (...args: never[]) => number | Promise<number>): WebAssembly.ImportValue =>
       new WebAssembly.Suspending(fn) as unknown as WebAssembly.ImportValue;
@@ -306,7 +365,7 @@ export class VcpuHost {
       'wasmvisor:hypercall/sched@0.1.0': {
         yield: suspending((): Promise<number> => this.#yield(g)),
         block: suspending((deadline: bigint): number | Promise<number> => {
-          if (g.eventPending) {
+          if (this.#evtchn.takeUpcall(g.domid) || g.eventPending) {
             g.eventPending = false;
             return 0;
           }
@@ -326,6 +385,42 @@ export class VcpuHost {
           return NEVER;
         }),
       },
+      'wasmvisor:hypercall/evtchn@0.1.0': {
+        'alloc-unbound': (remote: number): number => ev.allocUnbound(d, remote),
+        'bind-interdomain': (remote: number, port: number): number => ev.bindInterdomain(d, remote, port),
+        'bind-virq': (virq: number): number => ev.bindVirq(d, virq),
+        send: (port: number): number => ev.send(d, port),
+        close: (port: number): number => ev.close(d, port),
+        status: (port: number, out: number): number => {
+          const r = decodeRange(mem(), out, 16);
+          if (!r.ok) return r.errno;
+          const st = ev.status(d, port);
+          if (typeof st === 'number') return st;
+          const view = new DataView(g.memory.buffer, r.value.ptr, 16);
+          view.setUint32(0, st.state, true);
+          view.setUint32(4, st.remote, true);
+          view.setUint32(8, st.remotePort, true);
+          view.setUint32(12, st.virq, true);
+          return st.state;
+        },
+        mask: (port: number): number => ev.mask(d, port),
+        unmask: (port: number): number => ev.unmask(d, port),
+        pending: (ptr: number, words: number): number => {
+          const n = Math.min(words >>> 0, NR_PORTS / 32);
+          const r = decodeRange(mem(), ptr, n * 4);
+          if (!r.ok) return r.errno;
+          const view = new DataView(g.memory.buffer, r.value.ptr, n * 4);
+          return ev.takePending(d, n, (k, bits) => view.setUint32(k * 4, bits >>> 0, true));
+        },
+      },
+      'wasmvisor:hypercall/grant@0.1.0': {
+        'grant-access': (grantee: number, page: number, readonly: number): number => gt.grantAccess(d, grantee, page, readonly, mem()),
+        'end-access': (gref: number): number => gt.endAccess(d, gref),
+        'copy-from': (granter: number, gref: number, offset: number, dst: number, len: number): number =>
+          gt.copy(d, granter, gref, offset, dst, len, false),
+        'copy-to': (granter: number, gref: number, offset: number, src: number, len: number): number =>
+          gt.copy(d, granter, gref, offset, src, len, true),
+      },
       'wasmvisor:hypercall/time@0.1.0': {
         'monotonic-now': (): bigint => this.#now(),
         'set-timer': (deadline: bigint): number => {
@@ -335,7 +430,11 @@ export class VcpuHost {
           if (d === 0n) return 0;
           const ms = Math.max(0, Number(d - this.#now()) / 1e6);
           if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) return -Errno.EINVAL;
-          g.timer = setTimeout(() => { g.timer = undefined; this.#raiseEvent(g); }, ms);
+          g.timer = setTimeout(() => {
+            g.timer = undefined;
+            this.#evtchn.raiseVirq(g.domid, Virq.TIMER);
+            this.#raiseEvent(g);
+          }, ms);
           return 0;
         },
       },

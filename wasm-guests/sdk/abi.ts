@@ -42,4 +42,5 @@ export const EACCES: i32 = 13;
 export const EFAULT: i32 = 14;
 export const EBUSY: i32 = 16;
 export const EINVAL: i32 = 22;
+export const ENOSPC: i32 = 28;
 export const ENOSYS: i32 = 38;

@@ -6,9 +6,10 @@
 export { _yield as yield };
 function _yield(): number;
 /**
- * Sleep until an event is pending or the monotonic clock reaches
- * `deadline` (ns; 0 means no deadline). Returns 0 when woken by an event
- * (pending events are consumed), 1 when the deadline passed.
+ * Sleep until an event is pending (an unmasked event channel port, or the
+ * timer) or the monotonic clock reaches `deadline` (ns; 0 means no
+ * deadline). Returns 0 when woken by an event (read which ports with
+ * evtchn.pending), 1 when the deadline passed.
  */
 export function block(deadline: bigint): number;
 /**

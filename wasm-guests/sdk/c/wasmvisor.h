@@ -24,7 +24,7 @@ enum wv_shutdown_reason { WV_POWEROFF = 0, WV_REBOOT = 1, WV_SUSPEND = 2, WV_CRA
 
 enum wv_errno {
   WV_EPERM = 1, WV_ENOENT = 2, WV_ESRCH = 3, WV_E2BIG = 7, WV_EAGAIN = 11, WV_ENOMEM = 12,
-  WV_EACCES = 13, WV_EFAULT = 14, WV_EBUSY = 16, WV_EINVAL = 22, WV_ENOSYS = 38,
+  WV_EACCES = 13, WV_EFAULT = 14, WV_EBUSY = 16, WV_EINVAL = 22, WV_ENOSPC = 28, WV_ENOSYS = 38,
 };
 
 #endif

@@ -1,0 +1,91 @@
+import t from 'tap';
+import { PvTable, PAGE_SIZE, GRANTS, GRANT_WORDS } from './pv-table.ts';
+import { GrantTables } from './grant.ts';
+import { Errno } from './errno.ts';
+
+function setup() {
+  const table = new PvTable(15, 1);
+  const mem = new Map<number, Uint8Array>();
+  for (const d of [1, 2, 3]) {
+    table.claim(d, false);
+    mem.set(d, new Uint8Array(new SharedArrayBuffer(4 * PAGE_SIZE)));
+  }
+  const gt = new GrantTables(table, (d) => mem.get(d));
+  return { table, gt, mem };
+}
+
+t.test('grant, copy both ways, end', async (t) => {
+  const { gt, mem } = setup();
+  mem.get(1)!.set(new TextEncoder().encode('granted bytes'), 2 * PAGE_SIZE + 100);
+  const g = gt.grantAccess(1, 2, 2, 0, 4 * PAGE_SIZE);
+  t.equal(g, 1);
+  t.equal(gt.copy(2, 1, g, 100, 500, 13, false), 13);
+  t.equal(new TextDecoder().decode(mem.get(2)!.subarray(500, 513)), 'granted bytes');
+  mem.get(2)!.set(new TextEncoder().encode('REPLY'), 600);
+  t.equal(gt.copy(2, 1, g, 0, 600, 5, true), 5);
+  t.equal(new TextDecoder().decode(mem.get(1)!.subarray(2 * PAGE_SIZE, 2 * PAGE_SIZE + 5)), 'REPLY');
+  t.equal(gt.inUse(1), 1);
+  t.equal(gt.endAccess(1, g), 0);
+  t.equal(gt.inUse(1), 0);
+  t.equal(gt.copy(2, 1, g, 0, 0, 1, false), -Errno.EINVAL, 'an ended grant is gone');
+});
+
+t.test('hostile grant copies change nothing', async (t) => {
+  const { gt, mem } = setup();
+  const snapshot = () => [...mem.values()].map((m) => Buffer.from(m).toString('hex'));
+  mem.get(1)!.fill(7, PAGE_SIZE, 2 * PAGE_SIZE);
+  const ro = gt.grantAccess(1, 2, 1, 1, 4 * PAGE_SIZE);
+  const rw = gt.grantAccess(1, 2, 0, 0, 4 * PAGE_SIZE);
+  const before = snapshot();
+  t.equal(gt.copy(3, 1, ro, 0, 0, 16, false), -Errno.EINVAL, 'a domain the grant is not for');
+  t.equal(gt.copy(2, 9, ro, 0, 0, 16, false), -Errno.ESRCH, 'a granter that does not exist');
+  t.equal(gt.copy(2, 3, ro, 0, 0, 16, false), -Errno.EINVAL, 'the wrong granter');
+  t.equal(gt.copy(2, 1, 99, 0, 0, 16, false), -Errno.EINVAL, 'a reference never granted');
+  t.equal(gt.copy(2, 1, 0, 0, 0, 16, false), -Errno.EINVAL, 'reference 0');
+  t.equal(gt.copy(2, 1, 100000, 0, 0, 16, false), -Errno.EINVAL, 'a reference past the table');
+  t.equal(gt.copy(2, 1, ro, 0, 0, 16, true), -Errno.EACCES, 'writing through a read-only grant');
+  t.equal(gt.copy(2, 1, rw, 4090, 0, 16, true), -Errno.EINVAL, 'offset + length past the page');
+  t.equal(gt.copy(2, 1, rw, 4097, 0, 0, true), -Errno.EINVAL, 'offset past the page');
+  t.equal(gt.copy(2, 1, rw, 0xffffffff, 0, 2, false), -Errno.EINVAL, 'offset + length overflowing 32 bits');
+  t.equal(gt.copy(2, 1, rw, 16, 0, 0xfffffff8, false), -Errno.EINVAL, 'length overflowing 32 bits');
+  t.equal(gt.copy(2, 1, rw, 0, 4 * PAGE_SIZE - 8, 16, false), -Errno.EFAULT, 'past the caller\'s memory');
+  t.equal(gt.copy(2, 1, rw, 0, -8, 16, true), -Errno.EFAULT, 'a wild (negative) local pointer');
+  t.equal(gt.copy(1, 1, rw, 0, 0, 16, false), -Errno.EINVAL, 'copying from your own grant');
+  t.same(snapshot(), before, 'no memory changed');
+  gt.endAccess(1, rw);
+  t.equal(gt.copy(2, 1, rw, 0, 0, 16, true), -Errno.EINVAL, 'a revoked grant');
+  t.same(snapshot(), before, 'still no memory changed');
+});
+
+t.test('hostile grant-access and end-access', async (t) => {
+  const { gt } = setup();
+  t.equal(gt.grantAccess(1, 2, 4, 0, 4 * PAGE_SIZE), -Errno.EFAULT, 'a page outside your memory');
+  t.equal(gt.grantAccess(1, 2, 0xffffffff, 0, 4 * PAGE_SIZE), -Errno.EFAULT, 'a huge page number');
+  t.equal(gt.grantAccess(1, 9, 0, 0, 4 * PAGE_SIZE), -Errno.ESRCH, 'to a domain that does not exist');
+  t.equal(gt.grantAccess(1, 1, 0, 0, 4 * PAGE_SIZE), -Errno.EINVAL, 'to yourself');
+  t.equal(gt.grantAccess(1, 2, 0, 2, 4 * PAGE_SIZE), -Errno.EINVAL, 'a bad read-only flag');
+  t.equal(gt.endAccess(1, 5), -Errno.EINVAL, 'ending a grant not in use');
+  t.equal(gt.endAccess(1, 0), -Errno.EINVAL);
+  t.equal(gt.endAccess(1, 1 << 20), -Errno.EINVAL);
+  for (let i = 1; i < 256; i++) t.equal(gt.grantAccess(1, 2, 0, 1, 4 * PAGE_SIZE), i);
+  t.equal(gt.grantAccess(1, 2, 0, 1, 4 * PAGE_SIZE), -Errno.ENOSPC, 'the table is full');
+});
+
+t.test('ending a grant while a copy is in progress is refused with -EBUSY', async (t) => {
+  const { table, gt } = setup();
+  const g = gt.grantAccess(1, 2, 0, 0, 4 * PAGE_SIZE);
+  // Simulate a copy in flight on another thread: its busy count is held.
+  const busy = table.slot(1) + GRANTS + g * GRANT_WORDS + 3;
+  Atomics.add(table.words, busy, 1);
+  t.equal(gt.endAccess(1, g), -Errno.EBUSY);
+  t.equal(gt.copy(2, 1, g, 0, 0, 4, false), 4, 'the grant is still usable');
+  Atomics.sub(table.words, busy, 1);
+  t.equal(gt.endAccess(1, g), 0, 'once the copy is done it ends');
+});
+
+t.test('a grant to a domain id that was reused is not honoured', async (t) => {
+  const { table, gt } = setup();
+  const g = gt.grantAccess(1, 2, 0, 0, 4 * PAGE_SIZE);
+  table.claim(2, false); // domain 2 destroyed and the id reused
+  t.equal(gt.copy(2, 1, g, 0, 0, 4, false), -Errno.EINVAL);
+});

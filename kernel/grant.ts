@@ -1,0 +1,118 @@
+/**
+ * Grant tables, as in Xen: a domain grants one other domain access to one
+ * 4 KiB page of its memory, read-only or read-write; the grantee copies to or
+ * from the page through the kernel, which checks every copy against the
+ * grant. Entries live in the shared PvTable, so a copy runs on the grantee's
+ * own thread.
+ *
+ * Ending a grant while a copy uses it: the copier marks the entry busy
+ * before it checks the entry and copies; `end` marks the entry ending before
+ * it checks for busy copiers, and backs off with -EBUSY if there are any. With
+ * sequentially consistent atomics one of the two always sees the other, so a
+ * grant that `end` reports ended is never written again: the granter sees no
+ * torn state from a copy that started after it believed the grant gone.
+ */
+import { Errno } from './errno.ts';
+import { GRANTS, GRANT_WORDS, GrantFlag, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
+
+/** How a grantee reaches a domain's memory (undefined when it does not know the domain). */
+export type MemoryLookup = (domid: number) => Uint8Array | undefined;
+
+export class GrantTables {
+  readonly table: PvTable;
+  readonly #w: Int32Array;
+  readonly #memory: MemoryLookup;
+
+  constructor(table: PvTable, memory: MemoryLookup) {
+    this.table = table;
+    this.#w = table.words;
+    this.#memory = memory;
+  }
+
+  #entry(dom: number, gref: number): number {
+    return this.table.slot(dom) + GRANTS + gref * GRANT_WORDS;
+  }
+
+  /** Grant `grantee` access to page `page` of `dom`'s memory (`memBytes` long). */
+  grantAccess(dom: number, grantee: number, page: number, readonly: number, memBytes: number): number {
+    grantee >>>= 0;
+    page >>>= 0;
+    readonly >>>= 0;
+    if (readonly > 1) return -Errno.EINVAL;
+    if (grantee === dom) return -Errno.EINVAL;
+    if (!this.table.live(grantee)) return -Errno.ESRCH;
+    if ((page + 1) * PAGE_SIZE > memBytes) return -Errno.EFAULT;
+    for (let g = 1; g < NR_GRANTS; g++) {
+      const e = this.#entry(dom, g);
+      if (Atomics.load(this.#w, e) !== 0 || Atomics.load(this.#w, e + 3) !== 0) continue;
+      this.#w[e + 1] = grantee;
+      this.#w[e + 2] = page;
+      this.#w[e + 4] = this.table.generation(grantee);
+      Atomics.store(this.#w, e, GrantFlag.IN_USE | (readonly ? GrantFlag.READONLY : 0));
+      return g;
+    }
+    return -Errno.ENOSPC;
+  }
+
+  /** End grant `gref` of `dom`: 0, -EINVAL, or -EBUSY while a copy uses it. */
+  endAccess(dom: number, gref: number): number {
+    gref >>>= 0;
+    if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
+    const e = this.#entry(dom, gref);
+    const flags = Atomics.load(this.#w, e);
+    if ((flags & GrantFlag.IN_USE) === 0) return -Errno.EINVAL;
+    if (Atomics.compareExchange(this.#w, e, flags, flags | GrantFlag.ENDING) !== flags) return -Errno.EBUSY;
+    if (Atomics.load(this.#w, e + 3) !== 0) {
+      Atomics.store(this.#w, e, flags);
+      return -Errno.EBUSY;
+    }
+    Atomics.store(this.#w, e, 0);
+    return 0;
+  }
+
+  /** End every grant of a domain being destroyed. */
+  endAll(dom: number): void {
+    for (let g = 1; g < NR_GRANTS; g++) Atomics.store(this.#w, this.#entry(dom, g), 0);
+  }
+
+  /**
+   * Copy between `dom`'s memory and the page `granter` granted as `gref`.
+   * `toGrant` writes into the granted page. Returns `len` or a negative errno.
+   */
+  copy(dom: number, granter: number, gref: number, offset: number, local: number, len: number, toGrant: boolean): number {
+    granter >>>= 0;
+    gref >>>= 0;
+    offset >>>= 0;
+    local >>>= 0;
+    len >>>= 0;
+    if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
+    if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
+    if (offset + len > PAGE_SIZE) return -Errno.EINVAL;
+    const mine = this.#memory(dom);
+    const theirs = this.#memory(granter);
+    if (!mine || !theirs) return -Errno.ESRCH;
+    if (local + len > mine.length) return -Errno.EFAULT;
+    const e = this.#entry(granter, gref);
+    Atomics.add(this.#w, e + 3, 1);
+    try {
+      const flags = Atomics.load(this.#w, e);
+      if ((flags & GrantFlag.IN_USE) === 0 || (flags & GrantFlag.ENDING) !== 0) return -Errno.EINVAL;
+      if (this.#w[e + 1] !== dom || this.#w[e + 4] !== this.table.generation(dom)) return -Errno.EINVAL;
+      if (toGrant && (flags & GrantFlag.READONLY) !== 0) return -Errno.EACCES;
+      const at = this.#w[e + 2]! * PAGE_SIZE + offset;
+      if (at + len > theirs.length) return -Errno.EFAULT;
+      if (toGrant) theirs.set(mine.subarray(local, local + len), at);
+      else mine.set(theirs.subarray(at, at + len), local);
+      return len;
+    } finally {
+      Atomics.sub(this.#w, e + 3, 1);
+    }
+  }
+
+  /** How many grants `dom` has in use (for listings). */
+  inUse(dom: number): number {
+    let n = 0;
+    for (let g = 1; g < NR_GRANTS; g++) if ((Atomics.load(this.#w, this.#entry(dom, g)) & GrantFlag.IN_USE) !== 0) n++;
+    return n;
+  }
+}

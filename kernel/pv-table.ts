@@ -1,0 +1,127 @@
+/**
+ * The paravirtual state every thread of a hypervisor shares: one
+ * SharedArrayBuffer with a fixed-size slot per domain id holding its event
+ * channel ports, pending and mask bitmaps and grant table. The main thread
+ * and every vCPU host see the same words, so `send` and grant copies run on
+ * the caller's own thread without a round trip; structural changes that
+ * touch two domains (bind, close, destroy) take one global lock.
+ *
+ * The buffer is allocated once, untouched, for every possible domain id; the
+ * operating system backs only the slots in use. Each slot has a generation,
+ * bumped at every domain creation, so that state naming an earlier domain
+ * with the same id (a port bound to it, a grant to it) is recognised as stale.
+ */
+
+/** Ports per domain (port 0 is never used). */
+export const NR_PORTS = 256;
+/** Grant references per domain (reference 0 is never used). */
+export const NR_GRANTS = 256;
+/** The page size of grants. */
+export const PAGE_SIZE = 4096;
+/** Virtual interrupts a domain can bind. */
+export const Virq = { TIMER: 0, CONSOLE: 1, DOM_EXC: 3 } as const;
+export const NR_VIRQS = 4;
+
+// Word offsets inside a slot.
+export const H_LIVE = 0;          // 1 while a domain with this id exists
+export const H_GEN = 1;           // generation of the current (or last) domain with this id
+export const H_UPCALL = 2;        // 1 when an unmasked port became pending
+export const H_HOME = 3;          // vCPU host index + 1 running the domain, 0 = none
+export const H_PRIV = 4;          // 1 for a privileged domain
+export const H_PENDING = 8;       // NR_PORTS / 32 words
+export const H_MASK = H_PENDING + NR_PORTS / 32;
+export const H_VIRQ = H_MASK + NR_PORTS / 32; // NR_VIRQS words: virq -> port (0 = unbound)
+export const PORTS = 64;          // 4 words per port
+export const PORT_WORDS = 4;
+export const GRANTS = PORTS + NR_PORTS * PORT_WORDS; // 8 words per grant
+export const GRANT_WORDS = 8;
+export const SLOT_WORDS = GRANTS + NR_GRANTS * GRANT_WORDS;
+
+/** Port states (word 0 of a port). */
+export const PortState = { FREE: 0, UNBOUND: 1, INTERDOMAIN: 2, VIRQ: 3 } as const;
+// Port words: 0 state, 1 remote domain, 2 remote port (or virq), 3 remote generation.
+
+/** Grant flags (word 0 of a grant). */
+export const GrantFlag = { IN_USE: 1, READONLY: 2, ENDING: 4 } as const;
+// Grant words: 0 flags, 1 grantee, 2 page, 3 copies in progress, 4 grantee generation.
+
+/** Extra words after the slots: 0 the global lock; then one doorbell and a wake bitmap per vCPU host. */
+const GLOBAL_WORDS = 16;
+
+export class PvTable {
+  readonly buffer: SharedArrayBuffer;
+  readonly words: Int32Array;
+  readonly maxDomid: number;
+  readonly hosts: number;
+  readonly #base: number;
+  readonly #wakeWords: number;
+
+  /** Create a table, or attach to an existing buffer (vCPU hosts). */
+  constructor(maxDomid: number, hosts: number, buffer?: SharedArrayBuffer) {
+    this.maxDomid = maxDomid;
+    this.hosts = hosts;
+    this.#wakeWords = Math.ceil((maxDomid + 1) / 32);
+    this.#base = (maxDomid + 1) * SLOT_WORDS;
+    const words = this.#base + GLOBAL_WORDS + hosts * (1 + this.#wakeWords);
+    this.buffer = buffer ?? new SharedArrayBuffer(words * 4);
+    this.words = new Int32Array(this.buffer);
+  }
+
+  /** First word of domain `domid`'s slot. */
+  slot(domid: number): number {
+    return domid * SLOT_WORDS;
+  }
+
+  /** True when `domid` names a domain that exists now. */
+  live(domid: number): boolean {
+    return Number.isInteger(domid) && domid >= 0 && domid <= this.maxDomid && Atomics.load(this.words, this.slot(domid) + H_LIVE) === 1;
+  }
+
+  generation(domid: number): number {
+    return Atomics.load(this.words, this.slot(domid) + H_GEN);
+  }
+
+  /** Run `fn` holding the global lock (short critical sections only). */
+  locked<T>(fn: () => T): T {
+    const lock = this.#base;
+    while (Atomics.compareExchange(this.words, lock, 0, 1) !== 0) {
+      Atomics.wait(this.words, lock, 1, 1);
+    }
+    try {
+      return fn();
+    } finally {
+      Atomics.store(this.words, lock, 0);
+      Atomics.notify(this.words, lock, 1);
+    }
+  }
+
+  /** Reset and claim the slot of a new domain (main thread). */
+  claim(domid: number, privileged: boolean): void {
+    this.locked(() => {
+      const s = this.slot(domid);
+      const gen = this.words[s + H_GEN]! + 1;
+      this.words.fill(0, s, s + SLOT_WORDS);
+      this.words[s + H_GEN] = gen;
+      this.words[s + H_PRIV] = privileged ? 1 : 0;
+      Atomics.store(this.words, s + H_LIVE, 1);
+    });
+  }
+
+  /** Record which vCPU host runs the domain (index), or -1 for none. */
+  setHome(domid: number, host: number): void {
+    Atomics.store(this.words, this.slot(domid) + H_HOME, host + 1);
+  }
+
+  home(domid: number): number {
+    return Atomics.load(this.words, this.slot(domid) + H_HOME) - 1;
+  }
+
+  /** Word index of vCPU host `host`'s doorbell; its wake bitmap follows. */
+  doorbell(host: number): number {
+    return this.#base + GLOBAL_WORDS + host * (1 + this.#wakeWords);
+  }
+
+  get wakeWords(): number {
+    return this.#wakeWords;
+  }
+}
