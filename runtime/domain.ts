@@ -29,6 +29,7 @@ export interface DomainControl {
   unpause(dom: Domain): Promise<void>;
   destroy(dom: Domain): Promise<void>;
   cpuTimeNs(domid: number): number;
+  phaseOf(record: DomainRecord): Phase;
   cpuOf(domid: number): number | undefined;
 }
 
@@ -55,7 +56,8 @@ export class Domain {
 
   get id(): number { return this.record.id; }
   get name(): string { return this.record.name; }
-  get phase(): Phase { return this.record.phase; }
+  /** The lifecycle phase; `blocked` while the domain waits for an event. */
+  get phase(): Phase { return this.#control.phaseOf(this.record); }
   /** CPU time used so far, ns. */
   get cpuTimeNs(): number { return this.#control.cpuTimeNs(this.id); }
   /** The physical CPU the domain runs on, if it is running. */

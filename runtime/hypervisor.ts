@@ -10,7 +10,7 @@ import os from 'node:os';
 import { Kernel } from '../kernel/kernel.ts';
 import { MAX_DOMID } from '../kernel/kernel.ts';
 import { isLive } from '../kernel/domain.ts';
-import type { Phase, ShutdownReason } from '../kernel/domain.ts';
+import type { DomainRecord, Phase, ShutdownReason } from '../kernel/domain.ts';
 import {
   DomainPhaseError,
   HypervisorClosedError,
@@ -20,6 +20,7 @@ import {
   WvError,
 } from '../kernel/errors.ts';
 import { writeStartInfo } from '../kernel/start-info.ts';
+import { Errno } from '../kernel/errno.ts';
 import { PvTable } from '../kernel/pv-table.ts';
 import { EventChannels } from '../kernel/evtchn.ts';
 import { GrantTables } from '../kernel/grant.ts';
@@ -27,7 +28,7 @@ import { START_INFO_ADDR } from '../host-bindings/abi.ts';
 import { Domain } from './domain.ts';
 import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
 import { CpuPool } from './executor/cpu-pool.ts';
-import { Ctl } from './executor/protocol.ts';
+import { Ctl, RunState } from './executor/protocol.ts';
 import type { FromHost, GuestExit, SharedTables } from './executor/protocol.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
 
@@ -90,6 +91,7 @@ export class Hypervisor implements AsyncDisposable {
   readonly #ctl: Int32Array;
   readonly #cpuNs: Float64Array;
   readonly #consoleInFlight: Int32Array;
+  readonly #runstate: Int32Array;
   readonly #images = new Map<string, Promise<GuestImage>>();
   readonly #domains = new Map<number, Domain>();
   readonly #configs = new Map<number, DomainConfig>();
@@ -124,10 +126,12 @@ export class Hypervisor implements AsyncDisposable {
       ctl: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
       cpuNs: new SharedArrayBuffer((MAX_DOMID + 1) * 8),
       consoleInFlight: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
+      runstate: new SharedArrayBuffer((MAX_DOMID + 1) * 4),
     };
     this.#ctl = new Int32Array(this.#tables.ctl);
     this.#cpuNs = new Float64Array(this.#tables.cpuNs);
     this.#consoleInFlight = new Int32Array(this.#tables.consoleInFlight);
+    this.#runstate = new Int32Array(this.#tables.runstate);
     this.#pool = new CpuPool(cpus, this.#tables, this.#epochMs, sliceMs, {
       onMessage: (_cpu, msg) => this.#onHostMessage(msg),
       onHostFailure: (cpu, domids, reason) => {
@@ -144,6 +148,7 @@ export class Hypervisor implements AsyncDisposable {
       unpause: (d) => this.unpause(d.id),
       destroy: (d) => this.destroy(d.id),
       cpuTimeNs: (id) => this.#cpuNs[id] ?? 0,
+      phaseOf: (rec) => this.#phaseOf(rec),
       cpuOf: (id) => this.#pool.cpuOf(id),
     };
     this.kernel.events.on('phase', ({ domain, from, to }) => this.#domains.get(domain.id)?.events.emit('phase', { from, to }));
@@ -222,6 +227,7 @@ export class Hypervisor implements AsyncDisposable {
     Atomics.store(this.#ctl, record.id, config.paused ? Ctl.PAUSE : Ctl.NONE);
     this.#cpuNs[record.id] = 0;
     Atomics.store(this.#consoleInFlight, record.id, 0);
+    Atomics.store(this.#runstate, record.id, RunState.RUNNABLE);
     this.pv.claim(record.id, false);
     this.#pool.broadcast({ t: 'domain', domid: record.id, memory });
     const cpu = this.#pool.start({
@@ -254,13 +260,43 @@ export class Hypervisor implements AsyncDisposable {
     return this.kernel.list().map((r) => ({
       id: r.id,
       name: r.name,
-      phase: r.phase,
+      phase: this.#phaseOf(r),
       memoryBytes: r.memoryBytes,
       cpuTimeNs: r.id === 0 ? process.cpuUsage().user * 1000 : (this.#cpuNs[r.id] ?? 0),
       cpu: this.#pool.cpuOf(r.id),
       image: r.image,
       shutdownReason: r.shutdownReason,
     }));
+  }
+
+  /**
+   * Connect an event channel between two domains, as a toolstack does when
+   * it sets up a split driver: a port of `a` is offered to `b` and bound by
+   * it. Returns the two port numbers. A guest learns its peer's domain id
+   * with `evtchn.status`.
+   */
+  connect(a: number | string, b: number | string): [number, number] {
+    const A = this.domain(a).id;
+    const B = this.domain(b).id;
+    const pa = this.evtchn.allocUnbound(A, B);
+    if (pa < 0) throw new InvalidArgumentError('event channel', `domain ${A} cannot offer a port to domain ${B}: ${errnoName(pa)}`);
+    const pb = this.evtchn.bindInterdomain(B, A, pa);
+    if (pb < 0) {
+      this.evtchn.close(A, pa);
+      throw new InvalidArgumentError('event channel', `domain ${B} cannot bind port ${pa} of domain ${A}: ${errnoName(pb)}`);
+    }
+    this.kernel.log.info(`event channel: domain ${A} port ${pa} <-> domain ${B} port ${pb}`);
+    return [pa, pb];
+  }
+
+  /**
+   * A domain's phase as reported: the kernel's, except that a running domain
+   * that is waiting for an event shows as blocked (the vCPU host records
+   * that in shared memory instead of sending a message at every block).
+   */
+  #phaseOf(rec: DomainRecord): Phase {
+    if (rec.phase === 'running' && Atomics.load(this.#runstate, rec.id) === RunState.BLOCKED) return 'blocked';
+    return rec.phase;
   }
 
   /** The kernel log, formatted. */
@@ -284,7 +320,7 @@ export class Hypervisor implements AsyncDisposable {
     if (rec.phase !== 'paused') throw new DomainPhaseError(rec.id, 'unpause', rec.phase);
     Atomics.compareExchange(this.#ctl, rec.id, Ctl.PAUSE, Ctl.NONE);
     this.#pool.send(rec.id, { t: 'unpause', domid: rec.id });
-    this.kernel.setPhase(rec, rec.phaseBeforePause === 'blocked' ? 'blocked' : 'running', 'unpause');
+    this.kernel.setPhase(rec, 'running', 'unpause');
   }
 
   /** Destroy a domain at once, whatever it is doing, and free its memory. */
@@ -311,16 +347,14 @@ export class Hypervisor implements AsyncDisposable {
         Atomics.sub(this.#consoleInFlight, msg.domid, msg.bytes.length);
         this.kernel.consoleWrite(dom.record, msg.bytes);
         return;
-      case 'state': {
+      case 'paused': {
         const rec = dom.record;
-        if (msg.state === 'paused') {
-          if (rec.phase !== 'paused' && isLive(rec.phase) && rec.phase !== 'dying') this.kernel.setPhase(rec, 'paused', 'pause');
-          const waiters = dom.pauseWaiters;
-          dom.pauseWaiters = [];
-          for (const w of waiters) w();
-        } else if (rec.phase !== 'paused' && isLive(rec.phase)) {
-          this.kernel.setPhase(rec, msg.state);
-        }
+        // A confirmation that arrives after an unpause is stale: only a pause still asked for counts.
+        if (Atomics.load(this.#ctl, rec.id) !== Ctl.PAUSE) return;
+        if (rec.phase !== 'paused' && isLive(rec.phase)) this.kernel.setPhase(rec, 'paused', 'pause');
+        const waiters = dom.pauseWaiters;
+        dom.pauseWaiters = [];
+        for (const w of waiters) w();
         return;
       }
       case 'exit':
@@ -396,6 +430,11 @@ export class Hypervisor implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+function errnoName(result: number): string {
+  const name = Object.entries(Errno).find(([, n]) => n === -result)?.[0];
+  return name ? `${name.toLowerCase()} (${result})` : String(result);
 }
 
 function hashKey(bytes: Uint8Array): string {

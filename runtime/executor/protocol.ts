@@ -8,6 +8,9 @@ import type { TrapFrame } from '../../kernel/errors.ts';
 /** Values of the shared control word a vCPU host checks at every safepoint. */
 export const Ctl = { NONE: 0, PAUSE: 1, KILL: 2 } as const;
 
+/** Values of a domain's run state word. */
+export const RunState = { NONE: 0, RUNNABLE: 1, BLOCKED: 2 } as const;
+
 /** Most console bytes of one domain in flight to the kernel; past it `console.write` returns -EAGAIN. */
 export const CONSOLE_IN_FLIGHT_MAX = 256 * 1024;
 
@@ -23,6 +26,12 @@ export interface SharedTables {
    * writes without pause cannot queue unbounded memory in the host.
    */
   readonly consoleInFlight: SharedArrayBuffer;
+  /**
+   * Run state per domain (Int32Array, RunState): written by the vCPU host at
+   * every block and wake-up, read by the kernel when it reports a phase, so
+   * the hot path sends no message.
+   */
+  readonly runstate: SharedArrayBuffer;
   /** The paravirtual table (event channels, grants, doorbells): kernel/pv-table.ts. */
   readonly pv: SharedArrayBuffer;
   /** The highest domain id the table has a slot for. */
@@ -69,5 +78,6 @@ export type GuestExit =
 
 export type FromHost =
   | { t: 'console'; domid: number; bytes: Uint8Array }
-  | { t: 'state'; domid: number; state: 'running' | 'blocked' | 'paused' }
+  /** The domain is parked (paused) and uses no CPU: confirms a pause. */
+  | { t: 'paused'; domid: number }
   | { t: 'exit'; domid: number; exit: GuestExit };

@@ -17,7 +17,7 @@ import type { TrapFrame } from '../../kernel/errors.ts';
 import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
 import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
-import { CONSOLE_IN_FLIGHT_MAX, Ctl } from './protocol.ts';
+import { CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
 import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
 
 type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'dead';
@@ -59,12 +59,15 @@ export class VcpuHost {
   readonly #ctl: Int32Array;
   readonly #cpuNs: Float64Array;
   readonly #consoleInFlight: Int32Array;
+  readonly #runstate: Int32Array;
   readonly #pv: PvTable;
   readonly #evtchn: EventChannels;
   readonly #grants: GrantTables;
   /** Every live domain's memory (grant copies reach other domains directly). */
   readonly #memories = new Map<number, WebAssembly.Memory>();
   #dispatchQueued = false;
+  /** The guest whose code runs (or is about to run) on this host. */
+  #current: Guest | undefined;
 
   constructor(init: HostInit, post: (msg: FromHost, transfer?: ArrayBuffer[]) => void) {
     this.#init = init;
@@ -72,6 +75,7 @@ export class VcpuHost {
     this.#ctl = new Int32Array(init.tables.ctl);
     this.#cpuNs = new Float64Array(init.tables.cpuNs);
     this.#consoleInFlight = new Int32Array(init.tables.consoleInFlight);
+    this.#runstate = new Int32Array(init.tables.runstate);
     this.#pv = new PvTable(init.tables.maxDomid, init.tables.hosts, init.tables.pv);
     this.#evtchn = new EventChannels(this.#pv, init.cpu, (domid) => {
       const g = this.#guests.get(domid);
@@ -105,7 +109,7 @@ export class VcpuHost {
         const g = this.#guests.get(msg.domid);
         if (!g) return;
         g.paused = true;
-        if (g.state !== 'running') this.#post({ t: 'state', domid: g.domid, state: 'paused' });
+        if (g.state !== 'running') this.#post({ t: 'paused', domid: g.domid });
         return;
       }
       case 'unpause': {
@@ -114,7 +118,6 @@ export class VcpuHost {
         g.paused = false;
         Atomics.compareExchange(this.#ctl, g.domid, Ctl.PAUSE, Ctl.NONE);
         if (g.state === 'parked') this.#makeReady(g);
-        this.#post({ t: 'state', domid: g.domid, state: g.state === 'blocked' ? 'blocked' : 'running' });
         return;
       }
       case 'kill': {
@@ -189,7 +192,7 @@ export class VcpuHost {
     this.#guests.set(g.domid, g);
     if (g.paused) {
       g.state = 'parked';
-      this.#post({ t: 'state', domid: g.domid, state: 'paused' });
+      this.#post({ t: 'paused', domid: g.domid });
       return;
     }
     this.#makeReady(g);
@@ -227,6 +230,7 @@ export class VcpuHost {
       return;
     }
     g.state = 'running';
+    this.#current = g;
     g.sliceStart = performance.now();
     if (!g.booted) {
       g.booted = true;
@@ -261,6 +265,7 @@ export class VcpuHost {
   #finish(g: Guest, exit: GuestExit): void {
     if (g.state === 'dead') return;
     if (g.state === 'running') this.#account(g);
+    if (this.#current === g) this.#current = undefined;
     g.state = 'dead';
     g.resume = undefined;
     clearTimeout(g.blockTimer);
@@ -276,6 +281,7 @@ export class VcpuHost {
   /** Suspend the running guest until `resume` is called. */
   #suspend(g: Guest, state: GuestState): Promise<number> {
     this.#account(g);
+    if (this.#current === g) this.#current = undefined;
     g.state = state;
     return new Promise<number>((resolve) => { g.resume = resolve; });
   }
@@ -290,7 +296,7 @@ export class VcpuHost {
   #park(g: Guest): Promise<number> {
     const p = this.#suspend(g, 'parked');
     g.wakeValue = 0;
-    this.#post({ t: 'state', domid: g.domid, state: 'paused' });
+    this.#post({ t: 'paused', domid: g.domid });
     return p;
   }
 
@@ -305,7 +311,13 @@ export class VcpuHost {
       g.eventPending = false;
       this.#evtchn.takeUpcall(g.domid);
     }
-    if (!g.paused) this.#post({ t: 'state', domid: g.domid, state: 'running' });
+    Atomics.store(this.#runstate, g.domid, RunState.RUNNABLE);
+    if (this.#current === undefined && this.#ready.length === 0 && !g.paused) {
+      // Nothing else wants this CPU: run it now rather than a turn of the event loop later.
+      g.state = 'ready';
+      this.#run(g);
+      return;
+    }
     this.#makeReady(g);
   }
 
@@ -375,7 +387,7 @@ export class VcpuHost {
             if (ms <= 0) return 1;
             g.blockTimer = setTimeout(() => this.#wake(g, 1), ms);
           }
-          this.#post({ t: 'state', domid: g.domid, state: 'blocked' });
+          Atomics.store(this.#runstate, g.domid, RunState.BLOCKED);
           return this.#suspend(g, 'blocked');
         }),
         shutdown: suspending((code: number): number | Promise<number> => {

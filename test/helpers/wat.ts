@@ -54,3 +54,33 @@ export async function until(cond: () => boolean, ms = 10_000): Promise<boolean> 
   }
   return true;
 }
+
+const EVTCHN = (name: string, params: string) => `(import "wasmvisor:hypercall/evtchn@0.1.0" "${name}" (func $${name} ${params} (result i32)))`;
+const BLOCK = '(import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))';
+
+/**
+ * The active side of an event channel round trip: sends on port 1, waits for
+ * the answer, `rounds` times, then powers off. The toolstack connects port 1.
+ */
+export function pinger(rounds: number): Uint8Array<ArrayBuffer> {
+  return wat(`(module ${MEM} ${SHUTDOWN} ${BLOCK} ${EVTCHN('send', '(param i32)')} ${EVTCHN('pending', '(param i32 i32)')}
+    (func (export "start") (local $i i32)
+      (loop $round
+        (drop (call $send (i32.const 1)))
+        (loop $wait
+          (drop (call $block (i64.const 0)))
+          (br_if $wait (i32.eqz (call $pending (i32.const 8192) (i32.const 8)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $round (i32.lt_u (local.get $i) (i32.const ${rounds}))))
+      (drop (call $shutdown (i32.const 0)))))`);
+}
+
+/** The passive side: answers every event on port 1 with one on port 1, forever. */
+export function ponger(): Uint8Array<ArrayBuffer> {
+  return wat(`(module ${MEM} ${BLOCK} ${EVTCHN('send', '(param i32)')} ${EVTCHN('pending', '(param i32 i32)')}
+    (func (export "start")
+      (loop $serve
+        (drop (call $block (i64.const 0)))
+        (if (call $pending (i32.const 8192) (i32.const 8)) (then (drop (call $send (i32.const 1)))))
+        (br $serve))))`);
+}

@@ -34,7 +34,9 @@ t.test('lifecycle: building -> running -> blocked -> paused -> running -> dying'
   await d.unpause();
   t.equal(d.phase, 'blocked', 'unpause returns to the phase it had');
   await d.destroy();
-  t.same(seen, ['running->blocked', 'blocked->paused', 'paused->blocked', 'blocked->dying']);
+  t.equal(d.phase, 'dying');
+  // running <-> blocked is read from shared memory, not announced (it changes at every event).
+  t.same(seen, ['running->paused', 'paused->running', 'running->dying']);
   t.same(d.exit, { reason: 'destroyed', crash: undefined });
 });
 
@@ -119,7 +121,7 @@ t.test('1,000 domains alive at once, then shut down', async (t) => {
   const doms: Domain[] = [];
   for (let i = 0; i < 1000; i++) doms.push(await hv.createDomain({ image, memory: 1 }));
   const deadline = Date.now() + 30_000;
-  while (doms.some((d) => d.phase !== 'blocked') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (doms.some((d) => d.phase !== 'blocked' || d.consoleText() === '') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   t.equal(doms.filter((d) => d.phase === 'blocked').length, 1000, 'all 1,000 are alive and idle');
   t.equal(doms.filter((d) => d.consoleText() === 'idle\n').length, 1000, 'each printed once');
   t.equal(hv.list().length, 1001);
