@@ -15,8 +15,12 @@
 import { Errno } from './errno.ts';
 import { GRANTS, GRANT_WORDS, GrantFlag, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
 
-/** How a grantee reaches a domain's memory (undefined when it does not know the domain). */
-export type MemoryLookup = (domid: number) => Uint8Array | undefined;
+/**
+ * How a grantee reaches a domain's memory: a view at least `atLeast` bytes
+ * long when the memory is that large (callers may cache views and refresh
+ * them only when a memory has grown), or undefined for an unknown domain.
+ */
+export type MemoryLookup = (domid: number, atLeast: number) => Uint8Array | undefined;
 
 export class GrantTables {
   readonly table: PvTable;
@@ -88,9 +92,8 @@ export class GrantTables {
     if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
     if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
     if (offset + len > PAGE_SIZE) return -Errno.EINVAL;
-    const mine = this.#memory(dom);
-    const theirs = this.#memory(granter);
-    if (!mine || !theirs) return -Errno.ESRCH;
+    const mine = this.#memory(dom, local + len);
+    if (!mine) return -Errno.ESRCH;
     if (local + len > mine.length) return -Errno.EFAULT;
     const e = this.#entry(granter, gref);
     Atomics.add(this.#w, e + 3, 1);
@@ -100,6 +103,8 @@ export class GrantTables {
       if (this.#w[e + 1] !== dom || this.#w[e + 4] !== this.table.generation(dom)) return -Errno.EINVAL;
       if (toGrant && (flags & GrantFlag.READONLY) !== 0) return -Errno.EACCES;
       const at = this.#w[e + 2]! * PAGE_SIZE + offset;
+      const theirs = this.#memory(granter, at + len);
+      if (!theirs) return -Errno.ESRCH;
       if (at + len > theirs.length) return -Errno.EFAULT;
       if (toGrant) theirs.set(mine.subarray(local, local + len), at);
       else mine.set(theirs.subarray(at, at + len), local);

@@ -65,6 +65,8 @@ export class VcpuHost {
   readonly #grants: GrantTables;
   /** Every live domain's memory (grant copies reach other domains directly). */
   readonly #memories = new Map<number, WebAssembly.Memory>();
+  /** Cached views of those memories, refreshed when a memory has grown. */
+  readonly #views = new Map<number, Uint8Array>();
   #dispatchQueued = false;
   /** The guest whose code runs (or is about to run) on this host. */
   #current: Guest | undefined;
@@ -81,9 +83,12 @@ export class VcpuHost {
       const g = this.#guests.get(domid);
       if (g) this.#raiseEvent(g);
     });
-    this.#grants = new GrantTables(this.#pv, (domid) => {
+    this.#grants = new GrantTables(this.#pv, (domid, atLeast) => {
       const m = this.#memories.get(domid);
-      return m ? new Uint8Array(m.buffer) : undefined;
+      if (!m) return undefined;
+      let view = this.#views.get(domid);
+      if (!view || view.length < atLeast) this.#views.set(domid, (view = new Uint8Array(m.buffer)));
+      return view;
     });
     this.#listen();
   }
@@ -98,9 +103,11 @@ export class VcpuHost {
         return;
       case 'domain':
         this.#memories.set(msg.domid, msg.memory);
+        this.#views.delete(msg.domid);
         return;
       case 'forget':
         this.#memories.delete(msg.domid);
+        this.#views.delete(msg.domid);
         return;
       case 'start':
         this.#start(msg);

@@ -1,0 +1,115 @@
+/**
+ * Paravirtual-core figures: event channel round trips and grant copies
+ * between two domains, each against a same-run baseline.
+ */
+import { Hypervisor } from '../runtime/index.ts';
+import type { Domain } from '../runtime/index.ts';
+import { wat, pinger, ponger } from '../test/helpers/wat.ts';
+
+export interface PvFigure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; ratio?: number; note?: string }
+
+const MEM16 = '(import "env" "memory" (memory 32 256 shared))';
+const NOW = '(import "wasmvisor:hypercall/time@0.1.0" "monotonic-now" (func $now (result i64)))';
+const SHUT = '(import "wasmvisor:hypercall/sched@0.1.0" "shutdown" (func $shutdown (param i32) (result i32)))';
+const BLOCK = '(import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))';
+
+/** Event channel round trips, `rounds` of them, timed by the host. */
+async function roundTrips(cpus: number, rounds: number): Promise<number> {
+  const hv = new Hypervisor({ cpus });
+  try {
+    const pong = await hv.createDomain({ image: ponger(), memory: 1, paused: true });
+    const ping = await hv.createDomain({ image: pinger(rounds), memory: 1, paused: true });
+    hv.connect(ping.id, pong.id);
+    await pong.unpause();
+    const t0 = performance.now();
+    await ping.unpause();
+    await ping.waitForExit();
+    return ((performance.now() - t0) * 1000) / rounds;
+  } finally {
+    await hv.close();
+  }
+}
+
+/**
+ * A guest that copies `pages` granted pages (4 KiB each) `rounds` times,
+ * either through grant copies from its peer or, for the baseline, with
+ * memory.copy inside its own memory; it stores the elapsed ns at 1024.
+ */
+function copier(pages: number, rounds: number, viaGrant: boolean): Uint8Array<ArrayBuffer> {
+  const copy = viaGrant
+    ? `(drop (call $copy_from (local.get $peer) (i32.add (local.get $p) (i32.const 1)) (i32.const 0) (i32.add (i32.const 65536) (i32.mul (local.get $p) (i32.const 4096))) (i32.const 4096)))`
+    : `(memory.copy (i32.add (i32.const 65536) (i32.mul (local.get $p) (i32.const 4096))) (i32.add (i32.const 262144) (i32.mul (local.get $p) (i32.const 4096))) (i32.const 4096))`;
+  return wat(`(module ${MEM16} ${NOW} ${SHUT} ${BLOCK}
+    (import "wasmvisor:hypercall/evtchn@0.1.0" "status" (func $status (param i32 i32) (result i32)))
+    (import "wasmvisor:hypercall/grant@0.1.0" "copy-from" (func $copy_from (param i32 i32 i32 i32 i32) (result i32)))
+    (func (export "start") (local $peer i32) (local $r i32) (local $p i32) (local $t0 i64)
+      ${viaGrant ? '(drop (call $block (i64.const 0))) (drop (call $status (i32.const 1) (i32.const 2048))) (local.set $peer (i32.load (i32.const 2052)))' : ''}
+      (local.set $t0 (call $now))
+      (loop $round
+        (local.set $p (i32.const 0))
+        (loop $page
+          ${copy}
+          (local.set $p (i32.add (local.get $p) (i32.const 1)))
+          (br_if $page (i32.lt_u (local.get $p) (i32.const ${pages}))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br_if $round (i32.lt_u (local.get $r) (i32.const ${rounds}))))
+      (i64.store (i32.const 1024) (i64.sub (call $now) (local.get $t0)))
+      (drop (call $shutdown (i32.const 0)))))`);
+}
+
+/** A guest that grants pages 16..31 of its memory to its peer as grefs 1..16 and notifies it. */
+function granter(): Uint8Array<ArrayBuffer> {
+  return wat(`(module ${MEM16} ${BLOCK}
+    (import "wasmvisor:hypercall/evtchn@0.1.0" "status" (func $status (param i32 i32) (result i32)))
+    (import "wasmvisor:hypercall/evtchn@0.1.0" "send" (func $send (param i32) (result i32)))
+    (import "wasmvisor:hypercall/grant@0.1.0" "grant-access" (func $grant (param i32 i32 i32) (result i32)))
+    (func (export "start") (local $p i32)
+      (drop (call $status (i32.const 1) (i32.const 2048)))
+      (loop $g
+        (drop (call $grant (i32.load (i32.const 2052)) (i32.add (i32.const 16) (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br_if $g (i32.lt_u (local.get $p) (i32.const 16))))
+      (drop (call $send (i32.const 1)))
+      (loop $idle (drop (call $block (i64.const 0))) (br $idle))))`);
+}
+
+async function copyNs(pages: number, rounds: number, viaGrant: boolean): Promise<number> {
+  const hv = new Hypervisor({ cpus: 2 });
+  try {
+    let source: Domain | undefined;
+    if (viaGrant) source = await hv.createDomain({ image: granter(), memory: 2, paused: true });
+    const dom = await hv.createDomain({ image: copier(pages, rounds, viaGrant), memory: 2, paused: true, onPoweroff: 'preserve' });
+    if (source) {
+      hv.connect(source.id, dom.id);
+      await dom.unpause();
+      await source.unpause();
+    } else {
+      await dom.unpause();
+    }
+    await dom.waitForExit();
+    return Number(new DataView(dom.memory!.buffer).getBigUint64(1024, true)) / rounds;
+  } finally {
+    await hv.close();
+  }
+}
+
+export async function pvFigures(quick: boolean, log: (s: string) => void): Promise<PvFigure[]> {
+  const out: PvFigure[] = [];
+  const rounds = quick ? 2000 : 20000;
+  log(`event channel round trips: ${rounds} each, same CPU and across CPUs`);
+  await roundTrips(1, 200); // warm-up
+  const same = await roundTrips(1, rounds);
+  const across = await roundTrips(2, rounds);
+  const copyRounds = quick ? 2000 : 20000;
+  log(`grant copies: 4 KiB and 64 KiB, ${copyRounds} rounds, against memory.copy in a guest`);
+  const g4 = await copyNs(1, copyRounds, true);
+  const m4 = await copyNs(1, copyRounds, false);
+  const g64 = await copyNs(16, copyRounds / 4, true);
+  const m64 = await copyNs(16, copyRounds / 4, false);
+  const gbps = (bytes: number, ns: number) => bytes / ns; // bytes per ns = GB/s
+  out.push({ name: 'event channel round trip, same CPU', value: same, unit: 'µs', note: 'A sends, B answers, A wakes; target < 10 µs' });
+  out.push({ name: 'event channel round trip, across CPUs', value: across, unit: 'µs' });
+  out.push({ name: 'grant copy 4 KiB', value: gbps(4096, g4), unit: 'GB/s', baseline: gbps(4096, m4), baselineName: 'memory.copy 4 KiB in a guest', ratio: m4 / g4 });
+  out.push({ name: 'grant copy 64 KiB (16 pages)', value: gbps(65536, g64), unit: 'GB/s', baseline: gbps(65536, m64), baselineName: 'memory.copy 64 KiB in a guest', ratio: m64 / g64, note: 'target >= 0.7' });
+  return out;
+}
