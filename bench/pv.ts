@@ -100,7 +100,7 @@ export async function pvFigures(quick: boolean, log: (s: string) => void): Promi
   await roundTrips(1, 200); // warm-up
   const same = await roundTrips(1, rounds);
   const across = await roundTrips(2, rounds);
-  const copyRounds = quick ? 2000 : 20000;
+  const copyRounds = quick ? 50_000 : 200_000;
   log(`grant copies: 4 KiB and 64 KiB, ${copyRounds} rounds, against memory.copy in a guest`);
   const g4 = await copyNs(1, copyRounds, true);
   const m4 = await copyNs(1, copyRounds, false);

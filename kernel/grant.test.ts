@@ -1,6 +1,6 @@
 import t from 'tap';
 import { PvTable, PAGE_SIZE, GRANTS, GRANT_WORDS } from './pv-table.ts';
-import { GrantTables } from './grant.ts';
+import { GrantTables, viewMemories } from './grant.ts';
 import { Errno } from './errno.ts';
 
 function setup() {
@@ -10,7 +10,7 @@ function setup() {
     table.claim(d, false);
     mem.set(d, new Uint8Array(new SharedArrayBuffer(4 * PAGE_SIZE)));
   }
-  const gt = new GrantTables(table, (d) => mem.get(d));
+  const gt = new GrantTables(table, viewMemories((d) => mem.get(d)));
   return { table, gt, mem };
 }
 

@@ -15,19 +15,34 @@
 import { Errno } from './errno.ts';
 import { GRANTS, GRANT_WORDS, GrantFlag, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
 
-/**
- * How a grantee reaches a domain's memory: a view at least `atLeast` bytes
- * long when the memory is that large (callers may cache views and refresh
- * them only when a memory has grown), or undefined for an unknown domain.
- */
-export type MemoryLookup = (domid: number, atLeast: number) => Uint8Array | undefined;
+/** How grant copies reach domains' memories. */
+export interface GuestMemories {
+  /**
+   * The size in bytes of `domid`'s memory, at least `atLeast` if it is that
+   * large (implementations may cache and refresh only when a memory has
+   * grown), or undefined for a domain this thread does not know.
+   */
+  size(domid: number, atLeast: number): number | undefined;
+  /** Copy `len` bytes; both ranges have been checked against size(). */
+  copy(fromDom: number, fromOffset: number, toDom: number, toOffset: number, len: number): void;
+}
+
+/** GuestMemories over plain views (tests, the main thread). */
+export function viewMemories(lookup: (domid: number) => Uint8Array | undefined): GuestMemories {
+  return {
+    size: (domid) => lookup(domid)?.length,
+    copy: (from, fromOffset, to, toOffset, len) => {
+      lookup(to)!.set(lookup(from)!.subarray(fromOffset, fromOffset + len), toOffset);
+    },
+  };
+}
 
 export class GrantTables {
   readonly table: PvTable;
   readonly #w: Int32Array;
-  readonly #memory: MemoryLookup;
+  readonly #memory: GuestMemories;
 
-  constructor(table: PvTable, memory: MemoryLookup) {
+  constructor(table: PvTable, memory: GuestMemories) {
     this.table = table;
     this.#w = table.words;
     this.#memory = memory;
@@ -92,9 +107,9 @@ export class GrantTables {
     if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
     if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
     if (offset + len > PAGE_SIZE) return -Errno.EINVAL;
-    const mine = this.#memory(dom, local + len);
-    if (!mine) return -Errno.ESRCH;
-    if (local + len > mine.length) return -Errno.EFAULT;
+    const mine = this.#memory.size(dom, local + len);
+    if (mine === undefined) return -Errno.ESRCH;
+    if (local + len > mine) return -Errno.EFAULT;
     const e = this.#entry(granter, gref);
     Atomics.add(this.#w, e + 3, 1);
     try {
@@ -103,11 +118,11 @@ export class GrantTables {
       if (this.#w[e + 1] !== dom || this.#w[e + 4] !== this.table.generation(dom)) return -Errno.EINVAL;
       if (toGrant && (flags & GrantFlag.READONLY) !== 0) return -Errno.EACCES;
       const at = this.#w[e + 2]! * PAGE_SIZE + offset;
-      const theirs = this.#memory(granter, at + len);
-      if (!theirs) return -Errno.ESRCH;
-      if (at + len > theirs.length) return -Errno.EFAULT;
-      if (toGrant) theirs.set(mine.subarray(local, local + len), at);
-      else mine.set(theirs.subarray(at, at + len), local);
+      const theirs = this.#memory.size(granter, at + len);
+      if (theirs === undefined) return -Errno.ESRCH;
+      if (at + len > theirs) return -Errno.EFAULT;
+      if (toGrant) this.#memory.copy(dom, local, granter, at, len);
+      else this.#memory.copy(granter, at, dom, local, len);
       return len;
     } finally {
       Atomics.sub(this.#w, e + 3, 1);

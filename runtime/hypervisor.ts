@@ -23,7 +23,7 @@ import { writeStartInfo } from '../kernel/start-info.ts';
 import { Errno } from '../kernel/errno.ts';
 import { PvTable } from '../kernel/pv-table.ts';
 import { EventChannels } from '../kernel/evtchn.ts';
-import { GrantTables } from '../kernel/grant.ts';
+import { GrantTables, viewMemories } from '../kernel/grant.ts';
 import { START_INFO_ADDR } from '../host-bindings/abi.ts';
 import { Domain } from './domain.ts';
 import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
@@ -115,10 +115,10 @@ export class Hypervisor implements AsyncDisposable {
     this.pv.claim(0, true);
     this.pv.setHome(0, -1);
     this.evtchn = new EventChannels(this.pv, -1, () => {});
-    this.grants = new GrantTables(this.pv, (id) => {
+    this.grants = new GrantTables(this.pv, viewMemories((id) => {
       const m = this.#domains.get(id)?.memory;
       return m ? new Uint8Array(m.buffer) : undefined;
-    });
+    }));
     this.#tables = {
       pv: this.pv.buffer,
       maxDomid: MAX_DOMID,

@@ -12,6 +12,7 @@ import { Errno } from '../../kernel/errno.ts';
 import { PvTable, NR_PORTS, Virq } from '../../kernel/pv-table.ts';
 import { EventChannels } from '../../kernel/evtchn.ts';
 import { GrantTables } from '../../kernel/grant.ts';
+import { CopyEngine } from './copy-engine.ts';
 import { decodeConsoleWrite, decodeRange, decodeShutdown } from '../../kernel/hypercall.ts';
 import type { TrapFrame } from '../../kernel/errors.ts';
 import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
@@ -65,8 +66,7 @@ export class VcpuHost {
   readonly #grants: GrantTables;
   /** Every live domain's memory (grant copies reach other domains directly). */
   readonly #memories = new Map<number, WebAssembly.Memory>();
-  /** Cached views of those memories, refreshed when a memory has grown. */
-  readonly #views = new Map<number, Uint8Array>();
+  readonly #copier: CopyEngine;
   #dispatchQueued = false;
   /** The guest whose code runs (or is about to run) on this host. */
   #current: Guest | undefined;
@@ -83,13 +83,8 @@ export class VcpuHost {
       const g = this.#guests.get(domid);
       if (g) this.#raiseEvent(g);
     });
-    this.#grants = new GrantTables(this.#pv, (domid, atLeast) => {
-      const m = this.#memories.get(domid);
-      if (!m) return undefined;
-      let view = this.#views.get(domid);
-      if (!view || view.length < atLeast) this.#views.set(domid, (view = new Uint8Array(m.buffer)));
-      return view;
-    });
+    this.#copier = new CopyEngine(this.#memories);
+    this.#grants = new GrantTables(this.#pv, this.#copier);
     this.#listen();
   }
 
@@ -103,11 +98,11 @@ export class VcpuHost {
         return;
       case 'domain':
         this.#memories.set(msg.domid, msg.memory);
-        this.#views.delete(msg.domid);
+        this.#copier.forget(msg.domid);
         return;
       case 'forget':
         this.#memories.delete(msg.domid);
-        this.#views.delete(msg.domid);
+        this.#copier.forget(msg.domid);
         return;
       case 'start':
         this.#start(msg);
