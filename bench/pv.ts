@@ -95,7 +95,7 @@ async function copyNs(pages: number, rounds: number, viaGrant: boolean): Promise
 
 export async function pvFigures(quick: boolean, log: (s: string) => void): Promise<PvFigure[]> {
   const out: PvFigure[] = [];
-  const rounds = quick ? 2000 : 20000;
+  const rounds = quick ? 20_000 : 100_000;
   log(`event channel round trips: ${rounds} each, same CPU and across CPUs`);
   await roundTrips(1, 200); // warm-up
   const same = await roundTrips(1, rounds);
