@@ -12,7 +12,7 @@
  */
 import { ImageInvalidError } from '../../kernel/errors.ts';
 import { ABI_PACKAGE, ENTRY_EXPORT } from '../../host-bindings/abi.ts';
-import { bufferSource } from './sections.ts';
+import { bufferSource, sections } from './sections.ts';
 
 /** Top-level section id of an embedded core module in the component binary format. */
 const CORE_MODULE_SECTION = 1;
@@ -49,22 +49,6 @@ export async function extractComponentCore(bytes: Uint8Array, label: string): Pr
 /** The core modules embedded at the top level of a component binary. */
 function coreModules(bytes: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
-  let pos = 8;
-  while (pos < bytes.length) {
-    const id = bytes[pos++]!;
-    let size = 0;
-    let shift = 0;
-    for (;;) {
-      if (pos >= bytes.length || shift > 28) return out;
-      const b = bytes[pos++]!;
-      size |= (b & 0x7f) << shift;
-      if ((b & 0x80) === 0) break;
-      shift += 7;
-    }
-    size >>>= 0;
-    if (pos + size > bytes.length) return out;
-    if (id === CORE_MODULE_SECTION) out.push(bytes.subarray(pos, pos + size));
-    pos += size;
-  }
+  for (const s of sections(bytes)) if (s.id === CORE_MODULE_SECTION) out.push(s.body);
   return out;
 }

@@ -27,34 +27,50 @@ export function binaryKind(bytes: Uint8Array): 'core' | 'component' | 'unknown' 
   return 'unknown';
 }
 
-export function summariseSections(bytes: Uint8Array): SectionSummary | undefined {
+/** One top-level section of a module or component binary. */
+export interface Section { readonly id: number; readonly body: Uint8Array }
+
+/**
+ * The top-level sections of a module or component binary, in order. Stops
+ * (returning false) at a malformed header or a section running past the end.
+ */
+export function* sections(bytes: Uint8Array): Generator<Section, boolean> {
   let pos = 8;
-  let definedMemories = 0;
-  let hasStart = false;
-  const leb = (): number | undefined => {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      if (pos >= bytes.length || shift > 28) return undefined;
-      const b = bytes[pos++]!;
-      result |= (b & 0x7f) << shift;
-      if ((b & 0x80) === 0) return result >>> 0;
-      shift += 7;
-    }
-  };
   while (pos < bytes.length) {
     const id = bytes[pos++]!;
-    const size = leb();
-    if (size === undefined || pos + size > bytes.length) return undefined;
-    const end = pos + size;
-    if (id === 5) {
-      const count = leb();
-      if (count === undefined) return undefined;
-      definedMemories = count;
-    } else if (id === 8) {
+    const size = readU32(bytes, pos);
+    if (!size || size.next + size.value > bytes.length) return false;
+    yield { id, body: bytes.subarray(size.next, size.next + size.value) };
+    pos = size.next + size.value;
+  }
+  return true;
+}
+
+/** An unsigned LEB128 u32 at `pos`: its value and the position after it. */
+export function readU32(bytes: Uint8Array, pos: number): { value: number; next: number } | undefined {
+  let result = 0;
+  for (let shift = 0; shift <= 28; shift += 7) {
+    if (pos >= bytes.length) return undefined;
+    const b = bytes[pos++]!;
+    result |= (b & 0x7f) << shift;
+    if ((b & 0x80) === 0) return { value: result >>> 0, next: pos };
+  }
+  return undefined;
+}
+
+export function summariseSections(bytes: Uint8Array): SectionSummary | undefined {
+  let definedMemories = 0;
+  let hasStart = false;
+  const it = sections(bytes);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value ? { definedMemories, hasStart } : undefined;
+    if (r.value.id === 5) {
+      const count = readU32(r.value.body, 0);
+      if (!count) return undefined;
+      definedMemories = count.value;
+    } else if (r.value.id === 8) {
       hasStart = true;
     }
-    pos = end;
   }
-  return { definedMemories, hasStart };
 }
