@@ -71,19 +71,9 @@ async function creation(): Promise<void> {
 async function density(): Promise<void> {
   const N = quick ? 1000 : 5000;
   log(`density: ${N} idle domains, host RSS per domain`);
+  // Baseline first, while the heap is quiet: bare instances, each with its own shared memory, on one thread.
   await settle();
-  const before = rss();
-  const hv = new Hypervisor({ memoryBytes: 24 * GiB, dom0MemoryBytes: GiB });
-  const image = await hv.loadImage(idler());
-  const doms: Domain[] = [];
-  for (let i = 0; i < N; i++) doms.push(await hv.createDomain({ image, memory: 1 }));
-  while (doms.some((d) => d.phase !== 'blocked')) await new Promise((r) => setTimeout(r, 20));
-  await settle();
-  const perDomain = (rss() - before) / N;
-  await hv.close();
-  // Baseline: the same number of bare instances, each with its own shared memory, on one thread.
-  await settle();
-  const before2 = rss();
+  const before0 = rss();
   const plain = new WebAssembly.Module(idler());
   const keep: WebAssembly.Instance[] = [];
   for (let i = 0; i < N; i++) {
@@ -94,7 +84,16 @@ async function density(): Promise<void> {
     }));
   }
   await settle();
-  const rawPer = (rss() - before2) / N;
+  const rawPer = (rss() - before0) / N;
+  const before = rss();
+  const hv = new Hypervisor({ memoryBytes: 24 * GiB, dom0MemoryBytes: GiB });
+  const image = await hv.loadImage(idler());
+  const doms: Domain[] = [];
+  for (let i = 0; i < N; i++) doms.push(await hv.createDomain({ image, memory: 1 }));
+  while (doms.some((d) => d.phase !== 'blocked')) await new Promise((r) => setTimeout(r, 20));
+  await settle();
+  const perDomain = (rss() - before) / N;
+  await hv.close();
   keep.length = 0;
   figures.push({ name: 'host RSS per idle domain', value: perDomain / 1024, unit: 'KiB', baseline: rawPer / 1024, baselineName: 'bare instance + shared memory', ratio: perDomain / rawPer });
   figures.push({ name: 'idle domains per GiB of host RSS', value: Math.floor(GiB / perDomain), unit: 'domains', note: 'target: 10,000 in 24 GiB' });
