@@ -5,6 +5,7 @@
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
 import { wat, ponger } from '../test/helpers/wat.ts';
+import { guestPath } from '../runtime/guests.ts';
 
 export interface PvFigure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; ratio?: number; note?: string }
 
@@ -116,6 +117,23 @@ async function copyNs(pages: number, rounds: number, viaGrant: boolean): Promise
   }
 }
 
+/** Messages per second between the ping and pong reference guests over a shared ring (ping's own clock). */
+async function ringThroughput(cpus: number, count: number): Promise<number> {
+  const hv = new Hypervisor({ cpus });
+  try {
+    const pong = await hv.createDomain({ image: guestPath('pong'), memory: 1, paused: true, cmdline: `count=${count}` });
+    const ping = await hv.createDomain({ image: guestPath('ping'), memory: 1, paused: true, cmdline: `count=${count}`, onPoweroff: 'preserve' });
+    hv.connect(ping.id, pong.id);
+    await pong.unpause();
+    await ping.unpause();
+    await ping.waitForExit();
+    const us = Number(/answered in (\d+) us/.exec(ping.consoleText())?.[1]);
+    return count / (us / 1e6);
+  } finally {
+    await hv.close();
+  }
+}
+
 export async function pvFigures(quick: boolean, log: (s: string) => void): Promise<PvFigure[]> {
   const out: PvFigure[] = [];
   const rounds = quick ? 20_000 : 100_000; // at most 196,608 fit the pinger's memory
@@ -135,5 +153,11 @@ export async function pvFigures(quick: boolean, log: (s: string) => void): Promi
   out.push({ name: 'event channel round trip, across CPUs, p99', value: across.p99, unit: 'µs' });
   out.push({ name: 'grant copy 4 KiB', value: gbps(4096, g4), unit: 'GB/s', baseline: gbps(4096, m4), baselineName: 'memory.copy 4 KiB in a guest', ratio: m4 / g4 });
   out.push({ name: 'grant copy 64 KiB (16 pages)', value: gbps(65536, g64), unit: 'GB/s', baseline: gbps(65536, m64), baselineName: 'memory.copy 64 KiB in a guest', ratio: m64 / g64, note: 'target >= 0.7' });
+  const messages = quick ? 50_000 : 200_000;
+  log(`ring throughput: ${messages} 64-byte messages between ping and pong`);
+  const ring1 = await ringThroughput(1, messages);
+  const ring2 = await ringThroughput(2, messages);
+  out.push({ name: 'ring throughput, 64-byte messages, same CPU', value: ring1, unit: 'msg/s', note: 'request + response per message; target >= 1 M/s' });
+  out.push({ name: 'ring throughput, 64-byte messages, across CPUs', value: ring2, unit: 'msg/s' });
   return out;
 }

@@ -67,3 +67,41 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     await hv.close();
   }
 }
+
+export interface PingpongOptions {
+  count: number;
+  out?: (line: string) => void;
+  cpus?: number;
+}
+
+/**
+ * `wv demo pingpong`: two domains that meet over an event channel the
+ * toolstack connects, set up a ring in a granted page and exchange `count`
+ * 64-byte messages.
+ */
+export async function runPingpong(opts: PingpongOptions): Promise<boolean> {
+  const out = opts.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const hv = new Hypervisor({ cpus: opts.cpus });
+  const prefixer = new ConsolePrefixer();
+  try {
+    out(`wasmvisor demo: pingpong, ${opts.count} messages over a shared ring (${hv.cpus} CPU${hv.cpus === 1 ? '' : 's'})`);
+    const keep = { onPoweroff: 'preserve', onCrash: 'preserve' } as const;
+    const pong = await hv.createDomain({ image: guestPath('pong'), name: 'pong', memory: 1, paused: true, cmdline: `count=${opts.count}`, ...keep });
+    const ping = await hv.createDomain({ image: guestPath('ping'), name: 'ping', memory: 1, paused: true, cmdline: `count=${opts.count}`, ...keep });
+    for (const d of [ping, pong]) {
+      const tag = `[${d.id} ${d.name}]`.padEnd(10);
+      d.onConsole((bytes) => { for (const l of prefixer.push(d.id, tag, bytes)) out(l); });
+    }
+    const [pp, qp] = hv.connect(ping.id, pong.id);
+    out(`toolstack: event channel domain ${ping.id} port ${pp} <-> domain ${pong.id} port ${qp}`);
+    await pong.unpause();
+    await ping.unpause();
+    const [a, b] = await Promise.all([ping.waitForExit(), pong.waitForExit()]);
+    const m = /answered in (\d+) us/.exec(ping.consoleText());
+    if (m) out(`${opts.count} round trips of 64-byte messages: ${Math.round(opts.count / (Number(m[1]) / 1e6)).toLocaleString('en')} messages/s`);
+    out(`\n${formatList(hv.list())}`);
+    return a.reason === 'poweroff' && b.reason === 'poweroff';
+  } finally {
+    await hv.close();
+  }
+}

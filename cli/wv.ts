@@ -3,11 +3,11 @@
  * `wv`: the wasmvisor command. Commander wiring over the library; each
  * command is a thin caller of the embedding API.
  */
-import { Command, InvalidArgumentError as CommanderArgError } from 'commander';
+import { Argument, Command, InvalidArgumentError as CommanderArgError } from 'commander';
 import { Hypervisor } from '../runtime/hypervisor.ts';
 import { WvError } from '../kernel/errors.ts';
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
-import { runDemo } from './demo.ts';
+import { runDemo, runPingpong } from './demo.ts';
 import { existsSync } from 'node:fs';
 
 const VERSION = '0.1.0';
@@ -35,10 +35,17 @@ program
 
 program
   .command('demo')
-  .description('boot a hypervisor in-process and run the demo domains')
-  .option('-d, --duration <seconds>', 'how long to run', positiveNumber('duration'), 8)
+  .description('boot a hypervisor in-process and run a demo scene: "domains" (default) or "pingpong"')
+  .addArgument(new Argument('[scene]', 'domains: four domains, one spinning and one crashing; pingpong: two domains over a ring')
+    .choices(['domains', 'pingpong']).default('domains'))
+  .option('-d, --duration <seconds>', 'how long to run the domains scene', positiveNumber('duration'), 8)
+  .option('-n, --count <messages>', 'messages the pingpong scene exchanges', positiveNumber('count'), 100000)
   .option('--cpus <n>', 'physical CPUs to use (default: all)', positiveNumber('cpus'))
-  .action(async (opts: { duration: number; cpus?: number }) => {
+  .action(async (scene: string, opts: { duration: number; count: number; cpus?: number }) => {
+    if (scene === 'pingpong') {
+      if (!(await runPingpong({ count: Math.floor(opts.count), cpus: opts.cpus }))) process.exitCode = 1;
+      return;
+    }
     const ac = new AbortController();
     const onSig = (): void => ac.abort();
     process.once('SIGINT', onSig);

@@ -108,6 +108,8 @@ const steps: [string, () => Promise<void> | void][] = [
   ['ticker', () => buildAs('ticker', ['-O2'])],
   ['spin', () => buildAs('spin', ['-O2'])],
   ['crash', () => buildAs('crash', ['-O0'])],
+  ['ping', () => buildAs('ping', ['-O2'])],
+  ['pong', () => buildAs('pong', ['-O2'])],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
 ];

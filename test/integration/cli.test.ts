@@ -59,3 +59,15 @@ t.test('wv demo shows prefixed consoles and a list table, then stops', async (t)
   t.match(r.stdout, /spinner\s+\d+\s+1\s+\d\s+(running|paused)/);
   t.match(r.stdout, /stopped; 0 domains left/);
 });
+
+t.test('wv demo pingpong exchanges messages over a ring', async (t) => {
+  const r = run('demo', 'pingpong', '-n', '2000', '--cpus', '1');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /toolstack: event channel domain \d+ port 1 <-> domain \d+ port 1/);
+  t.match(r.stdout, /\[\d+ ping\]\s+ping: 2000 messages answered in \d+ us/);
+  t.match(r.stdout, /\[\d+ pong\]\s+pong: answered 2000 requests/);
+  t.match(r.stdout, /messages\/s/);
+  const bad = run('demo', 'nope');
+  t.not(bad.status, 0);
+  t.match(bad.stderr, /Allowed choices are domains, pingpong/);
+});

@@ -3,6 +3,9 @@ export * from "./abi";
 export * from "./console";
 export * from "./start-info";
 export * from "./sched";
+export * from "./evtchn";
+export * from "./ring";
+export * from "./grant";
 
 import { print } from "./console";
 import { sched_shutdown } from "./abi";
