@@ -135,6 +135,26 @@ export class HypervisorClosedError extends WvError {
   }
 }
 
+/**
+ * The peer broke the ring protocol: it published an index that claims more
+ * messages than can exist (more requests than slots, more responses than
+ * requests, or an index that went backwards past what was consumed). The
+ * ring that raised it is broken for good: every later operation throws the
+ * same error. The fault is the peer's, which is said in the message.
+ */
+export class RingProtocolError extends WvError {
+  /** The header field holding the bad value. */
+  readonly field: 'req_prod' | 'rsp_prod';
+  /** The value read from the page. */
+  readonly value: number;
+  constructor(field: 'req_prod' | 'rsp_prod', value: number, detail: string) {
+    const peer = field === 'req_prod' ? 'front' : 'back';
+    super('WV_ERR_RING_PROTOCOL', `shared ring protocol violated by the ${peer} end: ${field} = ${value} ${detail}`);
+    this.field = field;
+    this.value = value;
+  }
+}
+
 /** One frame of a guest backtrace. */
 export interface TrapFrame {
   /** Function name from the module's name section, or `func[N]`. */

@@ -18,7 +18,9 @@
  * before it is decoded, so a peer that rewrites a slot while it is read can
  * only garble that message's bytes.
  */
-import { InvalidArgumentError, WvError } from './errors.ts';
+import { InvalidArgumentError, RingProtocolError } from './errors.ts';
+
+export { RingProtocolError };
 
 /** Bytes in a ring page (one grant page). */
 export const RING_PAGE_SIZE = 4096;
@@ -43,26 +45,6 @@ export const RingField = {
 
 /** The stable code of `RingProtocolError`. */
 export const RING_PROTOCOL_CODE = 'WV_ERR_RING_PROTOCOL';
-
-/**
- * The peer broke the ring protocol: it published an index that claims more
- * messages than can exist (more requests than slots, more responses than
- * requests, or an index that went backwards past what was consumed). The
- * ring that raised it is broken for good: every later operation throws the
- * same error. The fault is the peer's, which is said in the message.
- */
-export class RingProtocolError extends WvError {
-  /** The header field holding the bad value. */
-  readonly field: 'req_prod' | 'rsp_prod';
-  /** The value read from the page. */
-  readonly value: number;
-  constructor(field: 'req_prod' | 'rsp_prod', value: number, detail: string) {
-    const peer = field === 'req_prod' ? 'front' : 'back';
-    super(RING_PROTOCOL_CODE, `shared ring protocol violated by the ${peer} end: ${field} = ${value} ${detail}`);
-    this.field = field;
-    this.value = value;
-  }
-}
 
 /**
  * Where a ring page lives. Implementations guarantee that no call touches
@@ -228,8 +210,10 @@ class Slots {
   readonly #scratch: Uint8Array;
 
   constructor(page: RingPage, request: RingCodec<unknown>, response: RingCodec<unknown>, slotSize: number | undefined) {
+    for (const size of [request.size, response.size]) {
+      if (!Number.isInteger(size) || size < 0) throw new InvalidArgumentError('ring codec', `size ${size} is not a byte count`);
+    }
     const need = Math.max(request.size, response.size);
-    if (!Number.isInteger(need) || need < 0) throw new InvalidArgumentError('ring codec', `size ${need} is not a byte count`);
     const size = slotSize ?? Math.max(8, Math.ceil(need / 8) * 8);
     this.layout = ringLayout(size);
     if (need > size) throw new InvalidArgumentError('ring codec', `a ${need}-byte message does not fit a ${size}-byte slot`);

@@ -79,6 +79,7 @@ function rangeOk(offset: u32, len: u32): bool {
 
 /** A ring page in this guest's own memory at guest address `addr` (4-byte aligned; page-aligned to be grantable). Indexes use atomics. */
 export class LocalRingPage extends RingPage {
+  /** Guest address of the page. */
   readonly addr: usize;
 
   constructor(addr: usize) {
@@ -121,15 +122,20 @@ export class LocalRingPage extends RingPage {
  * other end owns.
  */
 export class GrantRingPage extends RingPage {
+  /** The domain that granted the page. */
   readonly granter: u32;
+  /** Its grant reference. */
   readonly gref: u32;
+  // Held as an object so that a collecting runtime keeps it; `scratch` is its address.
+  private buf: ArrayBuffer;
   private scratch: usize;
 
   constructor(granter: u32, gref: u32) {
     super();
     this.granter = granter;
     this.gref = gref;
-    this.scratch = changetype<usize>(new ArrayBuffer(8));
+    this.buf = new ArrayBuffer(8);
+    this.scratch = changetype<usize>(this.buf);
   }
 
   check(): i32 {
@@ -194,8 +200,11 @@ function mustNotify(old: u32, now: u32, event: u32): bool {
  * rsp_prod - rspCons <= published - rspCons.
  */
 export class FrontRing {
+  /** Where the ring lives. */
   readonly page: RingPage;
+  /** Bytes per slot (and per message). */
   readonly slotSize: u32;
+  /** Number of slots, a power of two (0 when slotSize is invalid). */
   readonly slots: u32;
   /** 0, or the errno that makes the ring unusable (bad parameters, or -EINVAL after a protocol error). */
   error: i32;
@@ -291,8 +300,11 @@ export class FrontRing {
  * reqCons - rspProdPvt <= req_prod - rspProdPvt <= slots.
  */
 export class BackRing {
+  /** Where the ring lives. */
   readonly page: RingPage;
+  /** Bytes per slot (and per message). */
   readonly slotSize: u32;
+  /** Number of slots, a power of two (0 when slotSize is invalid). */
   readonly slots: u32;
   /** 0, or the errno that makes the ring unusable (bad parameters, or -EINVAL after a protocol error). */
   error: i32;
