@@ -4,7 +4,7 @@
  */
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
-import { wat, ponger } from '../test/helpers/wat.ts';
+import { wat, ponger, timedPinger } from '../test/helpers/wat.ts';
 import { guestPath } from '../runtime/guests.ts';
 
 export interface PvFigure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; ratio?: number; note?: string }
@@ -13,29 +13,6 @@ const MEM16 = '(import "env" "memory" (memory 32 256 shared))';
 const NOW = '(import "wasmvisor:hypercall/time@0.1.0" "monotonic-now" (func $now (result i64)))';
 const SHUT = '(import "wasmvisor:hypercall/sched@0.1.0" "shutdown" (func $shutdown (param i32) (result i32)))';
 const BLOCK = '(import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))';
-
-/**
- * A pinger that times each round trip itself (monotonic clock before the
- * send and after the answer, about 0.4 µs per reading) and stores the
- * durations in ns as u32 at 65536 + 4 * round.
- */
-function timedPinger(rounds: number): Uint8Array<ArrayBuffer> {
-  return wat(`(module (import "env" "memory" (memory 16 256 shared)) ${NOW} ${SHUT} ${BLOCK}
-    (import "wasmvisor:hypercall/evtchn@0.1.0" "send" (func $send (param i32) (result i32)))
-    (import "wasmvisor:hypercall/evtchn@0.1.0" "pending" (func $pending (param i32 i32) (result i32)))
-    (func (export "start") (local $i i32) (local $t i64)
-      (loop $round
-        (local.set $t (call $now))
-        (drop (call $send (i32.const 1)))
-        (loop $wait
-          (drop (call $block (i64.const 0)))
-          (br_if $wait (i32.eqz (call $pending (i32.const 8192) (i32.const 8)))))
-        (i32.store (i32.add (i32.const 65536) (i32.shl (local.get $i) (i32.const 2)))
-          (i32.wrap_i64 (i64.sub (call $now) (local.get $t))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br_if $round (i32.lt_u (local.get $i) (i32.const ${rounds}))))
-      (drop (call $shutdown (i32.const 0)))))`);
-}
 
 /** Event channel round trips: median and p99 in µs of the last 90 % (the first are warm-up). */
 async function roundTrips(cpus: number, rounds: number): Promise<{ median: number; p99: number }> {

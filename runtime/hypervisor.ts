@@ -21,6 +21,8 @@ import {
 } from '../kernel/errors.ts';
 import { writeStartInfo } from '../kernel/start-info.ts';
 import { Errno } from '../kernel/errno.ts';
+import { DEFAULT_BVT, bvtParamsProblem } from '../kernel/bvt.ts';
+import type { BvtParams } from '../kernel/bvt.ts';
 import { PvTable } from '../kernel/pv-table.ts';
 import { EventChannels } from '../kernel/evtchn.ts';
 import { GrantTables, viewMemories } from '../kernel/grant.ts';
@@ -65,6 +67,24 @@ export interface DomainConfig {
   onPoweroff?: ExitAction;
   onReboot?: ExitAction;
   onCrash?: ExitAction;
+  /** Pin the domain to this physical CPU (0-based; default: the least loaded). */
+  cpu?: number;
+  /** Scheduling parameters (BVT); see `setSched`. */
+  sched?: SchedSettings;
+}
+
+/**
+ * BVT scheduling parameters as the toolstack sets them (`cpu_bvtset`):
+ * `mcuadv` is the inverse weight (CPU-bound domains share a CPU in inverse
+ * proportion to it; default 10); `warp`, `warpl` and `warpu` are in
+ * microseconds: how much virtual time a warped domain borrows, for how long
+ * at most, and how long it must then run unwarped before it warps again.
+ */
+export interface SchedSettings {
+  mcuadv?: number;
+  warp?: number;
+  warpl?: number;
+  warpu?: number;
 }
 
 /** One row of `list()`, like `xl list`. */
@@ -77,6 +97,8 @@ export interface DomainInfo {
   readonly cpu: number | undefined;
   readonly image: string;
   readonly shutdownReason: ShutdownReason | undefined;
+  /** BVT parameters (times in µs), undefined for domain 0. */
+  readonly sched: Required<SchedSettings> | undefined;
 }
 
 export class Hypervisor implements AsyncDisposable {
@@ -95,6 +117,9 @@ export class Hypervisor implements AsyncDisposable {
   readonly #images = new Map<string, Promise<GuestImage>>();
   readonly #domains = new Map<number, Domain>();
   readonly #configs = new Map<number, DomainConfig>();
+  /** BVT parameters of each domain (ns), as last set. */
+  readonly #sched = new Map<number, BvtParams>();
+  #sliceMs: number;
   readonly #epochMs: number;
   readonly #control: DomainControl;
   #closed = false;
@@ -106,6 +131,7 @@ export class Hypervisor implements AsyncDisposable {
     if (!Number.isInteger(cpus) || cpus < 1 || cpus > 256) throw new InvalidArgumentError('cpus', `${cpus} is not between 1 and 256`);
     const sliceMs = opts.sliceMs ?? 10;
     if (!(sliceMs > 0 && sliceMs <= 1000)) throw new InvalidArgumentError('sliceMs', `${sliceMs} is not in (0, 1000]`);
+    this.#sliceMs = sliceMs;
     this.#epochMs = performance.timeOrigin + performance.now();
     const clock = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now() - this.#epochMs) * 1e6));
     this.kernel = new Kernel({ totalMemoryBytes: total, dom0MemoryBytes: dom0, clock, consoleBytes: opts.consoleBytes });
@@ -199,6 +225,10 @@ export class Hypervisor implements AsyncDisposable {
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < WASM_PAGE || memoryBytes % WASM_PAGE !== 0) {
       throw new InvalidArgumentError('memory', `${memoryBytes} bytes is not a positive multiple of 64 KiB`);
     }
+    if (config.cpu !== undefined && !(Number.isInteger(config.cpu) && config.cpu >= 0 && config.cpu < this.cpus)) {
+      throw new InvalidArgumentError('cpu', `${config.cpu} is not a CPU of this hypervisor (0..${this.cpus - 1})`);
+    }
+    const sched = schedParams(DEFAULT_BVT, config.sched ?? {});
     const needed = Math.max(1, image.minPages) * WASM_PAGE;
     if (needed > memoryBytes) throw new ImageMemoryTooLargeError(image.label, needed, memoryBytes);
     const record = this.kernel.createDomain({ name: config.name, memoryBytes, cmdline: config.cmdline, image: image.label });
@@ -240,7 +270,9 @@ export class Hypervisor implements AsyncDisposable {
       cmdline,
       startInfoPage: START_INFO_ADDR,
       paused: config.paused ?? false,
-    }, image.module);
+      sched,
+    }, image.module, config.cpu);
+    this.#sched.set(record.id, sched);
     this.pv.setHome(record.id, cpu);
     this.kernel.setPhase(record, config.paused ? 'paused' : 'running');
     this.kernel.log.info(`domain ${record.id} (${record.name}) created: ${image.label}, ${memoryBytes / MiB} MiB, on cpu ${this.#pool.cpuOf(record.id)}`);
@@ -266,6 +298,7 @@ export class Hypervisor implements AsyncDisposable {
       cpu: this.#pool.cpuOf(r.id),
       image: r.image,
       shutdownReason: r.shutdownReason,
+      sched: this.#sched.has(r.id) ? toSettings(this.#sched.get(r.id)!) : undefined,
     }));
   }
 
@@ -297,6 +330,31 @@ export class Hypervisor implements AsyncDisposable {
   #phaseOf(rec: DomainRecord): Phase {
     if (rec.phase === 'running' && Atomics.load(this.#runstate, rec.id) === RunState.BLOCKED) return 'blocked';
     return rec.phase;
+  }
+
+  /** Set a domain's BVT parameters (`cpu_bvtset`); unset fields keep their values. */
+  setSched(ref: number | string, settings: SchedSettings): void {
+    const dom = this.domain(ref);
+    const params = schedParams(this.#sched.get(dom.id) ?? DEFAULT_BVT, settings);
+    this.#sched.set(dom.id, params);
+    this.#pool.send(dom.id, { t: 'sched', domid: dom.id, params });
+    this.kernel.log.info(`domain ${dom.id}: bvt mcuadv ${params.mcuadv} warp ${params.warp / 1e3} us warpl ${params.warpl / 1e3} us warpu ${params.warpu / 1e3} us`);
+  }
+
+  /** A domain's BVT parameters (times in µs). */
+  sched(ref: number | string): Required<SchedSettings> {
+    return toSettings(this.#sched.get(this.domain(ref).id) ?? DEFAULT_BVT);
+  }
+
+  /** The scheduler's time slice, ms (`cpu_bvtslice`). */
+  get sliceMs(): number { return this.#sliceMs; }
+
+  /** Set the time slice of every CPU, ms (`cpu_bvtslice`). */
+  setSlice(ms: number): void {
+    if (!(ms > 0 && ms <= 1000)) throw new InvalidArgumentError('slice', `${ms} ms is not in (0, 1000]`);
+    this.#sliceMs = ms;
+    this.#pool.broadcast({ t: 'slice', sliceMs: ms });
+    this.kernel.log.info(`bvt slice ${ms} ms`);
   }
 
   /** The kernel log, formatted. */
@@ -402,6 +460,7 @@ export class Hypervisor implements AsyncDisposable {
     const rec = dom.record;
     this.#domains.delete(rec.id);
     this.#configs.delete(rec.id);
+    this.#sched.delete(rec.id);
     this.#pool.released(rec.id);
     Atomics.store(this.#ctl, rec.id, Ctl.NONE);
     this.pv.setHome(rec.id, -1);
@@ -430,6 +489,23 @@ export class Hypervisor implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Merge user settings (µs) into BVT parameters (ns), checking them. */
+function schedParams(base: BvtParams, s: SchedSettings): BvtParams {
+  const p: BvtParams = {
+    mcuadv: s.mcuadv ?? base.mcuadv,
+    warp: s.warp !== undefined ? s.warp * 1e3 : base.warp,
+    warpl: s.warpl !== undefined ? s.warpl * 1e3 : base.warpl,
+    warpu: s.warpu !== undefined ? s.warpu * 1e3 : base.warpu,
+  };
+  const problem = bvtParamsProblem(p);
+  if (problem) throw new InvalidArgumentError('scheduling parameters', problem);
+  return p;
+}
+
+function toSettings(p: BvtParams): Required<SchedSettings> {
+  return { mcuadv: p.mcuadv, warp: p.warp / 1e3, warpl: p.warpl / 1e3, warpu: p.warpu / 1e3 };
 }
 
 function errnoName(result: number): string {

@@ -2,7 +2,7 @@
  * wasmvisor's embedding API: `import { Hypervisor } from 'wasmvisor'`.
  */
 export { Hypervisor } from './hypervisor.ts';
-export type { HypervisorOptions, DomainConfig, DomainInfo, ImageSource } from './hypervisor.ts';
+export type { HypervisorOptions, DomainConfig, DomainInfo, ImageSource, SchedSettings } from './hypervisor.ts';
 export { Domain } from './domain.ts';
 export type { DomainExit, ExitAction } from './domain.ts';
 export { GuestImage } from './loader/image.ts';

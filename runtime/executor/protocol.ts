@@ -3,6 +3,7 @@
  * worker thread per physical CPU, each running many domains as JSPI stacks).
  */
 import type { ShutdownReason } from '../../kernel/domain.ts';
+import type { BvtParams } from '../../kernel/bvt.ts';
 import type { TrapFrame } from '../../kernel/errors.ts';
 
 /** Values of the shared control word a vCPU host checks at every safepoint. */
@@ -62,6 +63,8 @@ export type ToHost =
       cmdline: Uint8Array;
       startInfoPage: number;
       paused: boolean;
+      /** BVT parameters (defaults when absent). */
+      sched?: BvtParams;
     }
   /** Every vCPU host learns every domain's memory (grant copies reach it directly). */
   | { t: 'domain'; domid: number; memory: WebAssembly.Memory }
@@ -69,6 +72,8 @@ export type ToHost =
   | { t: 'pause'; domid: number }
   | { t: 'unpause'; domid: number }
   | { t: 'kill'; domid: number }
+  | { t: 'sched'; domid: number; params: BvtParams }
+  | { t: 'slice'; sliceMs: number }
   | { t: 'event'; domid: number };
 
 export type GuestExit =

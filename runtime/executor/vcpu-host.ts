@@ -19,6 +19,7 @@ import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
 import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
 import { CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
+import { Bvt, BvtEntity, DEFAULT_BVT } from '../../kernel/bvt.ts';
 import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
 
 type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'dead';
@@ -46,7 +47,11 @@ interface Guest {
   blockTimer: ReturnType<typeof setTimeout> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   sliceStart: number;
+  /** Borrowed-virtual-time state on this CPU. */
+  readonly bvt: BvtEntity;
 }
+
+const bvtOf = (g: Guest): BvtEntity => g.bvt;
 
 /** How long an idle vCPU host watches its doorbell after running a guest (ms). */
 const SPIN_MS = 0.03;
@@ -60,6 +65,7 @@ export class VcpuHost {
   readonly #images = new Map<string, WebAssembly.Module>();
   readonly #guests = new Map<number, Guest>();
   readonly #ready: Guest[] = [];
+  readonly #sched: Bvt;
   readonly #ctl: Int32Array;
   readonly #cpuNs: Float64Array;
   readonly #consoleInFlight: Int32Array;
@@ -81,6 +87,7 @@ export class VcpuHost {
     this.#cpuNs = new Float64Array(init.tables.cpuNs);
     this.#consoleInFlight = new Int32Array(init.tables.consoleInFlight);
     this.#runstate = new Int32Array(init.tables.runstate);
+    this.#sched = new Bvt(init.sliceMs * 1e6);
     this.#pv = new PvTable(init.tables.maxDomid, init.tables.hosts, init.tables.pv);
     this.#evtchn = new EventChannels(this.#pv, init.cpu, (domid) => {
       const g = this.#guests.get(domid);
@@ -125,6 +132,14 @@ export class VcpuHost {
         if (g.state === 'parked') this.#makeReady(g);
         return;
       }
+      case 'sched': {
+        const g = this.#guests.get(msg.domid);
+        if (g) g.bvt.params = msg.params;
+        return;
+      }
+      case 'slice':
+        this.#sched.sliceNs = msg.sliceMs * 1e6;
+        return;
       case 'kill': {
         const g = this.#guests.get(msg.domid);
         if (g) this.#finish(g, { kind: 'killed' });
@@ -220,8 +235,10 @@ export class VcpuHost {
       blockTimer: undefined,
       timer: undefined,
       sliceStart: 0,
+      bvt: new BvtEntity(msg.sched ?? DEFAULT_BVT),
     };
     this.#guests.set(g.domid, g);
+    this.#awaken(g);
     if (g.paused) {
       g.state = 'parked';
       this.#post({ t: 'paused', domid: g.domid });
@@ -244,8 +261,9 @@ export class VcpuHost {
   /** Run the next ready guest until it suspends; one guest per turn of the event loop. */
   #dispatch(): void {
     this.#dispatchQueued = false;
-    const g = this.#ready.shift();
-    if (g) {
+    const i = this.#sched.pick(this.#ready, bvtOf);
+    if (i >= 0) {
+      const g = this.#ready.splice(i, 1)[0]!;
       g.queued = false;
       this.#run(g);
     }
@@ -309,7 +327,17 @@ export class VcpuHost {
   }
 
   #account(g: Guest): void {
-    this.#cpuNs[g.domid] = (this.#cpuNs[g.domid] ?? 0) + (performance.now() - g.sliceStart) * 1e6;
+    const now = performance.now();
+    const ranNs = (now - g.sliceStart) * 1e6;
+    this.#cpuNs[g.domid] = (this.#cpuNs[g.domid] ?? 0) + ranNs;
+    g.bvt.charge(ranNs, now * 1e6);
+    g.sliceStart = now;
+  }
+
+  /** A guest becomes runnable after sleeping (or for the first time): BVT brings it up to the system virtual time. */
+  #awaken(g: Guest): void {
+    const svt = Math.min(this.#sched.svt(this.#ready, bvtOf), this.#current ? this.#current.bvt.avt : Infinity);
+    g.bvt.wake(performance.now() * 1e6, svt);
   }
 
   /** Suspend the running guest until `resume` is called. */
@@ -346,6 +374,7 @@ export class VcpuHost {
       this.#evtchn.takeUpcall(g.domid);
     }
     Atomics.store(this.#runstate, g.domid, RunState.RUNNABLE);
+    this.#awaken(g);
     if (this.#current === undefined && this.#ready.length === 0 && !g.paused) {
       // Nothing else wants this CPU: run it now rather than a turn of the event loop later.
       g.state = 'ready';
@@ -371,7 +400,12 @@ export class VcpuHost {
       g.paused = true;
       return this.#park(g);
     }
-    if (performance.now() - g.sliceStart >= this.#init.sliceMs) return this.#yield(g);
+    // At the end of a slice the guest always goes back to the ready queue, so
+    // the event loop gets a turn; before it, BVT may give the CPU to a guest
+    // with a lower effective virtual time (a warped one, at once).
+    const ranNs = (performance.now() - g.sliceStart) * 1e6;
+    if (ranNs >= this.#sched.sliceNs) return this.#yield(g);
+    if (this.#ready.length > 0 && this.#sched.shouldPreempt(g.bvt, ranNs, this.#ready, bvtOf)) return this.#yield(g);
     return 0;
   }
 
@@ -409,7 +443,13 @@ export class VcpuHost {
         page: (): number => g.startInfoPage,
       },
       'wasmvisor:hypercall/sched@0.1.0': {
-        yield: suspending((): Promise<number> => this.#yield(g)),
+        yield: suspending((): Promise<number> => {
+          // Giving up the rest of the slice: BVT charges it, so the others go first.
+          const rest = this.#sched.sliceNs - (performance.now() - g.sliceStart) * 1e6;
+          const p = this.#yield(g);
+          if (rest > 0) g.bvt.charge(rest, performance.now() * 1e6);
+          return p;
+        }),
         block: suspending((deadline: bigint): number | Promise<number> => {
           if (this.#evtchn.takeUpcall(g.domid) || g.eventPending) {
             g.eventPending = false;
@@ -422,7 +462,9 @@ export class VcpuHost {
             g.blockTimer = setTimeout(() => this.#wake(g, 1), ms);
           }
           Atomics.store(this.#runstate, g.domid, RunState.BLOCKED);
-          return this.#suspend(g, 'blocked');
+          const p = this.#suspend(g, 'blocked');
+          g.bvt.sleep(performance.now() * 1e6);
+          return p;
         }),
         shutdown: suspending((code: number): number | Promise<number> => {
           const d = decodeShutdown(code);
