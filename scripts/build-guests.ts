@@ -81,7 +81,7 @@ async function buildWat(name: string, file: string): Promise<void> {
   built(name);
 }
 
-function buildC(name: string, file: string): void {
+function buildC(name: string, file: string, maxMemory = 1073741824): void {
   const clang = spawnSync('clang', ['--version'], { encoding: 'utf8' });
   const lld = spawnSync('wasm-ld', ['--version'], { encoding: 'utf8' });
   if (clang.status !== 0 || lld.status !== 0) {
@@ -91,7 +91,7 @@ function buildC(name: string, file: string): void {
   if (upToDate(name, [join(guests, name), join(sdk, 'c')])) return;
   const r = spawnSync('clang', [
     '--target=wasm32', '-nostdlib', '-O2', '-g0', '-matomics', '-mbulk-memory',
-    '-Wl,--no-entry', '-Wl,--import-memory', '-Wl,--shared-memory', '-Wl,--max-memory=1073741824',
+    '-Wl,--no-entry', '-Wl,--import-memory', '-Wl,--shared-memory', `-Wl,--max-memory=${maxMemory}`,
     '-Wl,--global-base=4096', '-Wl,--export=start', '-Wl,--allow-undefined-file=/dev/null',
     '-o', join(out, `${name}.wasm`), join(guests, name, file),
   ], { encoding: 'utf8' });
@@ -112,6 +112,7 @@ const steps: [string, () => Promise<void> | void][] = [
   ['pong', () => buildAs('pong', ['-O2'])],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
+  ['cpubench', () => buildC('cpubench', 'cpubench.c')],
 ];
 let failed = 0;
 for (const [name, step] of steps) {

@@ -32,6 +32,11 @@ export const TICK_FUNCTION = LOGGER;
 /** Instrument `mod` in place; it must be validated by the caller afterwards. */
 export async function addSafepoints(mod: BinaryenModule): Promise<void> {
   const binaryen = await loadBinaryen();
+  // Keep every guest function as it is (no inlining of guest code, so
+  // backtraces keep their frames); only our fuel function is inlined below.
+  binaryen.setPassArgument('no-inline', '*');
+  mod.runPasses(['no-inline']);
+  binaryen.clearPassArguments();
   mod.runPasses(['log-execution']);
   // The pass imported the logger; we define a function under the same name
   // (binaryen calls by name) that spends fuel instead.
@@ -49,4 +54,16 @@ export async function addSafepoints(mod: BinaryenModule): Promise<void> {
       ]),
     ),
   ]));
+  // A call per loop iteration costs more than the check itself: inline it.
+  const saved = [binaryen.getAlwaysInlineMaxSize(), binaryen.getFlexibleInlineMaxSize(), binaryen.getOneCallerInlineMaxSize()] as const;
+  binaryen.setAlwaysInlineMaxSize(64);
+  binaryen.setFlexibleInlineMaxSize(0);
+  binaryen.setOneCallerInlineMaxSize(0);
+  try {
+    mod.runPasses(['inlining']);
+  } finally {
+    binaryen.setAlwaysInlineMaxSize(saved[0]);
+    binaryen.setFlexibleInlineMaxSize(saved[1]);
+    binaryen.setOneCallerInlineMaxSize(saved[2]);
+  }
 }

@@ -42,8 +42,10 @@ t.test('warped domains answer events within a slice while another spins', async 
   t.same(await ping.waitForExit(), { reason: 'poweroff' });
   const us = [...new Uint32Array(ping.memory!.buffer, 65536, rounds)].map((ns) => ns / 1000).sort((a, b) => a - b);
   const median = us[rounds / 2]!;
-  const worst = us[rounds - 1]!;
-  t.ok(worst < 10_000, `every round trip within one slice (worst ${worst.toFixed(0)} us, median ${median.toFixed(0)} us)`);
+  const p95 = us[Math.floor(rounds * 0.95)]!;
+  // Without the warp the median is a whole slice (10 ms): the light domains wait for the spinner.
+  t.ok(median < 1_000, `median round trip ${median.toFixed(0)} us, well within a slice`);
+  t.ok(p95 < 10_000, `95 % of round trips within one slice (p95 ${p95.toFixed(0)} us, worst ${us[rounds - 1]!.toFixed(0)} us)`);
 });
 
 t.test('bad scheduling parameters and CPUs are refused', async (t) => {

@@ -1,0 +1,56 @@
+/* cpubench: runs one CPU-bound kernel (cmdline `kernel=fib|sieve|matmul`,
+ * `repeat=N`, default 1), prints its checksum and the fastest run's time,
+ * then powers off. */
+#include "../../sdk/c/wasmvisor.h"
+#include "kernels.h"
+
+static char cmd[256];
+static uint8_t scratch[SIEVE_N] __attribute__((aligned(16)));
+
+static uint32_t len(const char *s) { uint32_t n = 0; while (s[n]) n++; return n; }
+static void puts_raw(const char *s) { wv_console_write(s, len(s)); }
+static void put_u64(uint64_t v) {
+  char buf[24];
+  int p = sizeof buf;
+  do { buf[--p] = (char)('0' + v % 10); v /= 10; } while (v);
+  wv_console_write(buf + p, (uint32_t)(sizeof buf - p));
+}
+static int has(const char *s, uint32_t n, const char *word) {
+  uint32_t w = len(word);
+  for (uint32_t i = 0; i + w <= n; i++) {
+    uint32_t k = 0;
+    while (k < w && s[i + k] == word[k]) k++;
+    if (k == w) return 1;
+  }
+  return 0;
+}
+
+__attribute__((export_name("start"))) void start(void) {
+  int32_t n = wv_cmdline(cmd, sizeof cmd);
+  if (n < 0) n = 0;
+  if (n > (int32_t)sizeof cmd) n = sizeof cmd;
+  uint32_t which = has(cmd, (uint32_t)n, "kernel=sieve") ? 1 : has(cmd, (uint32_t)n, "kernel=matmul") ? 2 : 0;
+  uint32_t repeat = 1;
+  for (int32_t i = 0; i + 7 < n; i++) {
+    if (has(cmd + i, 7, "repeat=")) {
+      repeat = 0;
+      for (int32_t j = i + 7; j < n && cmd[j] >= '0' && cmd[j] <= '9'; j++) repeat = repeat * 10 + (uint32_t)(cmd[j] - '0');
+      break;
+    }
+  }
+  if (repeat == 0) repeat = 1;
+  uint64_t best = ~0ull;
+  uint32_t sum = 0;
+  for (uint32_t r = 0; r < repeat; r++) {
+    uint64_t t0 = wv_monotonic_now();
+    sum = run_kernel(which, scratch);
+    uint64_t t = wv_monotonic_now() - t0;
+    if (t < best) best = t;
+  }
+  puts_raw("checksum ");
+  put_u64(sum);
+  puts_raw(" ns ");
+  put_u64(best);
+  puts_raw("\n");
+  wv_shutdown(WV_POWEROFF);
+}
