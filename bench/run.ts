@@ -7,13 +7,14 @@ import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
 import { printer, idler } from '../test/helpers/wat.ts';
 import { pvFigures } from './pv.ts';
+import { cpuFigures } from './cpu.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-interface Figure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; ratio?: number; note?: string }
+interface Figure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; baselineUnit?: string; ratio?: number; note?: string }
 const figures: Figure[] = [];
 const log = (s: string): void => { if (!json) process.stderr.write(`${s}\n`); };
 
@@ -126,11 +127,12 @@ await creation();
 await density();
 await maxDomains();
 figures.push(...(await pvFigures(quick, log)));
+figures.push(...(await cpuFigures(quick, log)));
 
 if (json) {
   process.stdout.write(`${JSON.stringify({ node: process.version, cpus: (await import('node:os')).availableParallelism(), figures }, null, 2)}\n`);
 } else {
-  const rows = figures.map((f) => [f.name, `${f.value.toFixed(f.unit === 'ms' ? 3 : f.unit === 'KiB' || f.unit === 'µs' ? 1 : f.unit === 'GB/s' ? 2 : 0)} ${f.unit}`, f.ratio !== undefined ? `${f.ratio.toFixed(2)}x ${f.baselineName} (${f.baseline!.toFixed(3)} ${f.unit})` : '', f.note ?? '']);
+  const rows = figures.map((f) => [f.name, `${f.value.toFixed(f.unit === 'ms' ? 3 : f.unit === 'KiB' || f.unit === 'µs' || f.unit === '%' ? 1 : f.unit === 'GB/s' ? 2 : 0)} ${f.unit}`, f.ratio !== undefined ? `${f.ratio.toFixed(2)}x ${f.baselineName} (${f.baseline!.toFixed(3)} ${f.baselineUnit ?? f.unit})` : '', f.note ?? '']);
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(`${r[0]!.padEnd(w[0]!)}  ${r[1]!.padStart(w[1]!)}  ${r[2]!.padEnd(w[2]!)}  ${r[3]}\n`);
 }
