@@ -73,7 +73,13 @@ program
       const dom = await hv.createDomain({ image: resolveImage(image), name: opts.name, memory: opts.memory, cmdline: opts.cmdline });
       dom.onConsole((b) => process.stdout.write(b));
       const timer = opts.timeout ? setTimeout(() => { void dom.destroy(); }, opts.timeout * 1000) : undefined;
+      // Ctrl-C asks the guest to shut down (virq 2) and destroys it 3 s later if it does not.
+      const onSig = (): void => { void hv.shutdown(dom.id, { timeoutMs: 3000 }).catch(() => {}); };
+      process.once('SIGINT', onSig);
+      process.once('SIGTERM', onSig);
       const exit = await dom.waitForExit();
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
       clearTimeout(timer);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ domid: dom.id, name: dom.name, reason: exit.reason, crash: exit.crash, cpuTimeNs: Math.round(dom.cpuTimeNs) })}\n`);

@@ -82,7 +82,7 @@ export class EventChannels {
 
   bindVirq(dom: number, virq: number): number {
     virq >>>= 0;
-    if (virq >= NR_VIRQS || virq === 2) return -Errno.EINVAL;
+    if (virq >= NR_VIRQS) return -Errno.EINVAL;
     const s = this.table.slot(dom);
     if (virq === Virq.DOM_EXC && this.#w[s + H_PRIV] !== 1) return -Errno.EPERM;
     return this.table.locked(() => {

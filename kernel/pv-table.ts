@@ -19,7 +19,7 @@ export const NR_GRANTS = 256;
 /** The page size of grants. */
 export const PAGE_SIZE = 4096;
 /** Virtual interrupts a domain can bind. */
-export const Virq = { TIMER: 0, CONSOLE: 1, DOM_EXC: 3 } as const;
+export const Virq = { TIMER: 0, CONSOLE: 1, SHUTDOWN: 2, DOM_EXC: 3 } as const;
 export const NR_VIRQS = 4;
 
 // Word offsets inside a slot.

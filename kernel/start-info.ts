@@ -12,11 +12,14 @@
  * | 24 | 8 | creation time, monotonic ns |
  * | 32 | 4 | command line length in bytes |
  * | 36 | 4 | guest address of the command line |
+ * | 40 | 4 | shutdown requested by the toolstack: 0 none, else 1 + reason (1 poweroff, 2 reboot, 3 suspend); set before virq 2 is raised |
  * | 256 | <= 1024 | command line, UTF-8, NUL-terminated |
  */
 export const START_INFO_MAGIC = 0x49535657;
 export const START_INFO_ABI = (0 << 16) | (1 << 8) | 0;
 export const CMDLINE_OFFSET = 256;
+/** Offset of the shutdown-request word. */
+export const SHUTDOWN_REQUEST_OFFSET = 40;
 /** Longest command line a domain may have, in bytes (Xen's MAX_GUEST_CMDLINE). */
 export const MAX_CMDLINE = 1024;
 

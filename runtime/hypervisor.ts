@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Kernel } from '../kernel/kernel.ts';
 import { MAX_DOMID } from '../kernel/kernel.ts';
-import { isLive } from '../kernel/domain.ts';
+import { SHUTDOWN_CODES, isLive } from '../kernel/domain.ts';
 import type { DomainRecord, Phase, ShutdownReason } from '../kernel/domain.ts';
 import {
   DomainPhaseError,
@@ -19,11 +19,11 @@ import {
   HostMemoryError,
   WvError,
 } from '../kernel/errors.ts';
-import { writeStartInfo } from '../kernel/start-info.ts';
+import { SHUTDOWN_REQUEST_OFFSET, writeStartInfo } from '../kernel/start-info.ts';
 import { Errno } from '../kernel/errno.ts';
 import { DEFAULT_BVT, bvtParamsProblem } from '../kernel/bvt.ts';
 import type { BvtParams } from '../kernel/bvt.ts';
-import { PvTable } from '../kernel/pv-table.ts';
+import { PvTable, Virq } from '../kernel/pv-table.ts';
 import { EventChannels } from '../kernel/evtchn.ts';
 import { GrantTables, viewMemories } from '../kernel/grant.ts';
 import { START_INFO_ADDR } from '../host-bindings/abi.ts';
@@ -379,6 +379,38 @@ export class Hypervisor implements AsyncDisposable {
     Atomics.compareExchange(this.#ctl, rec.id, Ctl.PAUSE, Ctl.NONE);
     this.#pool.send(rec.id, { t: 'unpause', domid: rec.id });
     this.kernel.setPhase(rec, 'running', 'unpause');
+  }
+
+  /**
+   * Ask a domain to shut down (`xl shutdown`): the reason goes into its
+   * start-info page and virq 2 (shutdown requested) is raised; a guest that
+   * does not stop within `timeoutMs` (default 30 s) is destroyed. Resolves
+   * with how it ended.
+   */
+  async shutdown(ref: number | string, opts: { reason?: 'poweroff' | 'reboot' | 'suspend'; timeoutMs?: number } = {}): Promise<DomainExit> {
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    if (!isLive(rec.phase)) throw new DomainPhaseError(rec.id, 'shut down', rec.phase);
+    const reason = opts.reason ?? 'poweroff';
+    if (!['poweroff', 'reboot', 'suspend'].includes(reason)) throw new InvalidArgumentError('shutdown reason', `"${reason}" is not poweroff, reboot or suspend`);
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    if (!(timeoutMs > 0)) throw new InvalidArgumentError('shutdown timeout', `${timeoutMs} ms is not positive`);
+    if (rec.phase !== 'shutting-down') this.kernel.setPhase(rec, 'shutting-down', 'shut down');
+    if (dom.memory) {
+      Atomics.store(new Int32Array(dom.memory.buffer), (START_INFO_ADDR + SHUTDOWN_REQUEST_OFFSET) / 4, 1 + SHUTDOWN_CODES[reason]);
+    }
+    const heard = this.evtchn.raiseVirq(rec.id, Virq.SHUTDOWN);
+    this.kernel.log.info(`domain ${rec.id} (${rec.name}): ${reason} requested${heard ? '' : ' (it has not bound the shutdown virq)'}, destroy in ${timeoutMs} ms if it does not stop`);
+    const timer = setTimeout(() => {
+      if (!this.kernel.find(rec.id) || !isLive(rec.phase)) return;
+      this.kernel.log.warn(`domain ${rec.id} (${rec.name}) did not shut down within ${timeoutMs} ms: destroying it`);
+      void this.destroy(rec.id).catch(() => {});
+    }, timeoutMs);
+    try {
+      return await dom.waitForExit();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Destroy a domain at once, whatever it is doing, and free its memory. */

@@ -41,3 +41,8 @@ export function cmdlineArg(key: string, dflt: string): string {
   }
   return dflt;
 }
+
+/** The shutdown the toolstack asked for (0 poweroff, 1 reboot, 2 suspend), or -1 when none was asked. */
+export function requestedShutdown(): i32 {
+  return <i32>atomic.load<u32>(<usize>start_info_page() + 40) - 1;
+}

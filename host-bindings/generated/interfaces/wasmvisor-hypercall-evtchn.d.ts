@@ -13,7 +13,9 @@ export function allocUnbound(remote: number): number;
 export function bindInterdomain(remote: number, remotePort: number): number;
 /**
  * Bind a new port to virtual interrupt `virq` (0 timer, 1 console,
- * 3 domain-state-changed, privileged domains only). Returns the port, or
+ * 2 shutdown requested by the toolstack, with the reason in the
+ * start-info page, 3 domain-state-changed, privileged domains only).
+ * Returns the port, or
  * -einval (unknown or already bound), -eperm, -enospc.
  */
 export function bindVirq(virq: number): number;
