@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hypervisor } from '../runtime/index.ts';
 import { guestPath } from '../runtime/guests.ts';
-import { SAFEPOINT_MODULE, SAFEPOINT_NAME } from '../runtime/loader/instrument.ts';
+import { FLAGS_NAME, SAFEPOINT_MODULE, SAFEPOINT_NAME } from '../runtime/loader/instrument.ts';
 import { writeStartInfo } from '../kernel/start-info.ts';
 
 export interface CpuFigure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; baselineUnit?: string; ratio?: number; note?: string }
@@ -33,7 +33,7 @@ export function runDirect(bytes: Uint8Array, cmdline: string, instrumented: bool
     [`${hc}time@0.1.0`]: { 'monotonic-now': () => BigInt(Math.round(performance.now() * 1e6)) },
     [`${hc}sched@0.1.0`]: { shutdown: () => { throw STOP; } },
   };
-  if (instrumented) imports[SAFEPOINT_MODULE] = { [SAFEPOINT_NAME]: () => 0 };
+  if (instrumented) imports[SAFEPOINT_MODULE] = { [SAFEPOINT_NAME]: () => 0, [FLAGS_NAME]: new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }) };
   const inst = new WebAssembly.Instance(module, imports);
   const exports = inst.exports as Record<string, () => void>;
   try {

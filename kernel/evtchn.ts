@@ -22,11 +22,20 @@ export class EventChannels {
   readonly #wakeLocal: (domid: number) => void;
   readonly #w: Int32Array;
 
-  constructor(table: PvTable, self: number, wakeLocal: (domid: number) => void) {
+  readonly #attention: readonly Int32Array[];
+
+  /**
+   * `attention[h]` is vCPU host h's attention word (see
+   * runtime/loader/instrument.ts): setting it makes the guest running there
+   * reach a safepoint soon, so the scheduler can give the CPU to the domain
+   * just woken.
+   */
+  constructor(table: PvTable, self: number, wakeLocal: (domid: number) => void, attention: readonly Int32Array[] = []) {
     this.table = table;
     this.self = self;
     this.#wakeLocal = wakeLocal;
     this.#w = table.words;
+    this.#attention = attention;
   }
 
   #port(dom: number, port: number): number {
@@ -224,14 +233,17 @@ export class EventChannels {
     Atomics.store(this.#w, this.table.slot(dom) + H_UPCALL, 1);
     const home = this.table.home(dom);
     if (home < 0) return;
+    const attention = this.#attention[home];
     if (home === this.self) {
       this.#wakeLocal(dom);
+      if (attention) Atomics.store(attention, 0, 1);
       return;
     }
     const bell = this.table.doorbell(home);
     Atomics.or(this.#w, bell + 1 + (dom >> 5), 1 << (dom & 31));
     Atomics.add(this.#w, bell, 1);
     Atomics.notify(this.#w, bell);
+    if (attention) Atomics.store(attention, 0, 1);
   }
 }
 

@@ -114,6 +114,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly #cpuNs: Float64Array;
   readonly #consoleInFlight: Int32Array;
   readonly #runstate: Int32Array;
+  /** Each CPU's attention word (see runtime/loader/instrument.ts). */
+  readonly #attention: Int32Array[];
   readonly #images = new Map<string, Promise<GuestImage>>();
   readonly #domains = new Map<number, Domain>();
   readonly #configs = new Map<number, DomainConfig>();
@@ -136,16 +138,19 @@ export class Hypervisor implements AsyncDisposable {
     const clock = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now() - this.#epochMs) * 1e6));
     this.kernel = new Kernel({ totalMemoryBytes: total, dom0MemoryBytes: dom0, clock, consoleBytes: opts.consoleBytes });
     this.cpus = cpus;
+    const flags = Array.from({ length: cpus }, () => new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }));
+    this.#attention = flags.map((m) => new Int32Array(m.buffer, 0, 1));
     this.pv = new PvTable(MAX_DOMID, cpus);
     // Domain 0 is the host itself: live, privileged, never on a vCPU host.
     this.pv.claim(0, true);
     this.pv.setHome(0, -1);
-    this.evtchn = new EventChannels(this.pv, -1, () => {});
+    this.evtchn = new EventChannels(this.pv, -1, () => {}, this.#attention);
     this.grants = new GrantTables(this.pv, viewMemories((id) => {
       const m = this.#domains.get(id)?.memory;
       return m ? new Uint8Array(m.buffer) : undefined;
     }));
     this.#tables = {
+      flags,
       pv: this.pv.buffer,
       maxDomid: MAX_DOMID,
       hosts: cpus,
@@ -354,6 +359,7 @@ export class Hypervisor implements AsyncDisposable {
     if (!(ms > 0 && ms <= 1000)) throw new InvalidArgumentError('slice', `${ms} ms is not in (0, 1000]`);
     this.#sliceMs = ms;
     this.#pool.broadcast({ t: 'slice', sliceMs: ms });
+    this.#pool.setSlice(ms);
     this.kernel.log.info(`bvt slice ${ms} ms`);
   }
 
@@ -368,6 +374,7 @@ export class Hypervisor implements AsyncDisposable {
     if (!isLive(rec.phase)) throw new DomainPhaseError(rec.id, 'pause', rec.phase);
     const stopped = new Promise<void>((resolve) => dom.pauseWaiters.push(resolve));
     Atomics.store(this.#ctl, rec.id, Ctl.PAUSE);
+    this.#attend(rec.id);
     this.#pool.send(rec.id, { t: 'pause', domid: rec.id });
     await stopped;
   }
@@ -420,6 +427,7 @@ export class Hypervisor implements AsyncDisposable {
     if (rec.phase === 'dying') return dom.waitForExit().then(() => {});
     if (isLive(rec.phase) && this.#pool.cpuOf(rec.id) !== undefined) {
       Atomics.store(this.#ctl, rec.id, Ctl.KILL);
+      this.#attend(rec.id);
       const gone = dom.waitForExit();
       this.kernel.setPhase(rec, 'dying', 'destroy');
       this.#pool.send(rec.id, { t: 'kill', domid: rec.id });
@@ -502,6 +510,12 @@ export class Hypervisor implements AsyncDisposable {
     dom.memory = undefined;
     this.kernel.release(rec);
     dom.settle(exit);
+  }
+
+  /** Make the guest running on `domid`'s CPU reach a safepoint now. */
+  #attend(domid: number): void {
+    const cpu = this.#pool.cpuOf(domid);
+    if (cpu !== undefined) Atomics.store(this.#attention[cpu]!, 0, 1);
   }
 
   #checkOpen(): void {

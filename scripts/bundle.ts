@@ -10,7 +10,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 mkdirSync(`${root}dist`, { recursive: true });
 const result = await build({
   absWorkingDir: root,
-  entryPoints: { wv: 'cli/wv.ts', 'vcpu-worker': 'runtime/executor/vcpu-worker.ts' },
+  entryPoints: { wv: 'cli/wv.ts', 'vcpu-worker': 'runtime/executor/vcpu-worker.ts', 'ticker-worker': 'runtime/executor/ticker-worker.ts' },
   outdir: 'dist',
   bundle: true,
   platform: 'node',

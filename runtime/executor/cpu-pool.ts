@@ -21,11 +21,15 @@ interface Cpu {
   readonly domains: Set<number>;
 }
 
-/** Where the worker entry lives: beside this file in the source tree, or beside the bundle. */
-function workerUrl(): URL {
+/** Where a worker entry lives: beside this file in the source tree, or beside the bundle. */
+function workerUrl(name: 'vcpu-worker' | 'ticker-worker'): URL {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  const name = ext === '.ts' ? './vcpu-worker.ts' : './vcpu-worker.js';
-  return new URL(name, import.meta.url);
+  return new URL(`./${name}${ext}`, import.meta.url);
+}
+
+/** The ticker's period for a slice: four ticks per slice, at least 1 ms apart (µs). */
+function tickUs(sliceMs: number): number {
+  return Math.max(1000, Math.round((sliceMs * 1000) / 4));
 }
 
 export class CpuPool {
@@ -33,6 +37,8 @@ export class CpuPool {
   readonly #hooks: CpuPoolHooks;
   readonly #init: Omit<HostInit, 'cpu'>;
   readonly #where = new Map<number, Cpu>();
+  readonly #ticker: Worker;
+  readonly #tickControl = new Int32Array(new SharedArrayBuffer(4));
   #closed = false;
 
   constructor(count: number, tables: SharedTables, epochMs: number, sliceMs: number, hooks: CpuPoolHooks) {
@@ -43,12 +49,20 @@ export class CpuPool {
       cpu.worker = this.#spawn(cpu);
       this.#cpus.push(cpu);
     }
+    Atomics.store(this.#tickControl, 0, tickUs(sliceMs));
+    this.#ticker = new Worker(workerUrl('ticker-worker'), { workerData: { flags: tables.flags, control: this.#tickControl.buffer } });
+    this.#ticker.unref();
+  }
+
+  /** Follow a new time slice (the ticker sets attention words four times per slice). */
+  setSlice(sliceMs: number): void {
+    Atomics.store(this.#tickControl, 0, tickUs(sliceMs));
   }
 
   get count(): number { return this.#cpus.length; }
 
   #spawn(cpu: Cpu): Worker {
-    const worker = new Worker(workerUrl(), { workerData: { ...this.#init, cpu: cpu.index } satisfies HostInit });
+    const worker = new Worker(workerUrl('vcpu-worker'), { workerData: { ...this.#init, cpu: cpu.index } satisfies HostInit });
     worker.on('message', (msg: FromHost) => {
       if (msg.t === 'exit') this.released(msg.domid);
       this.#hooks.onMessage(cpu.index, msg);
@@ -123,6 +137,7 @@ export class CpuPool {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#cpus.map((c) => c.worker.terminate()));
+    Atomics.store(this.#tickControl, 0, 0);
+    await Promise.all([...this.#cpus.map((c) => c.worker.terminate()), this.#ticker.terminate()]);
   }
 }

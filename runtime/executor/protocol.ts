@@ -39,6 +39,12 @@ export interface SharedTables {
   readonly maxDomid: number;
   /** Number of vCPU hosts sharing the table. */
   readonly hosts: number;
+  /**
+   * One small shared memory per vCPU host whose word 0 is its attention
+   * word: instrumented guests poll it and call the safepoint when it is set
+   * (by the ticker, a pause or kill, or a wake-up that may preempt).
+   */
+  readonly flags: readonly WebAssembly.Memory[];
 }
 
 export interface HostInit {

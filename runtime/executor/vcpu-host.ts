@@ -17,7 +17,7 @@ import { decodeConsoleWrite, decodeRange, decodeShutdown } from '../../kernel/hy
 import type { TrapFrame } from '../../kernel/errors.ts';
 import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
 import type { HostHypercallImports } from '../../host-bindings/imports.ts';
-import { SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
+import { FLAGS_NAME, SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
 import { CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
 import { Bvt, BvtEntity, DEFAULT_BVT } from '../../kernel/bvt.ts';
 import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
@@ -71,6 +71,9 @@ export class VcpuHost {
   readonly #consoleInFlight: Int32Array;
   readonly #runstate: Int32Array;
   readonly #pv: PvTable;
+  /** This CPU's attention memory (imported by every guest here) and its word 0. */
+  readonly #flags: WebAssembly.Memory;
+  readonly #attention: Int32Array;
   readonly #evtchn: EventChannels;
   readonly #grants: GrantTables;
   /** Every live domain's memory (grant copies reach other domains directly). */
@@ -89,10 +92,12 @@ export class VcpuHost {
     this.#runstate = new Int32Array(init.tables.runstate);
     this.#sched = new Bvt(init.sliceMs * 1e6);
     this.#pv = new PvTable(init.tables.maxDomid, init.tables.hosts, init.tables.pv);
+    this.#flags = init.tables.flags[init.cpu]!;
+    this.#attention = new Int32Array(this.#flags.buffer, 0, 1);
     this.#evtchn = new EventChannels(this.#pv, init.cpu, (domid) => {
       const g = this.#guests.get(domid);
       if (g) this.#raiseEvent(g);
-    });
+    }, init.tables.flags.map((m) => new Int32Array(m.buffer, 0, 1)));
     this.#copier = new CopyEngine(this.#memories);
     this.#grants = new GrantTables(this.#pv, this.#copier);
     this.#listen();
@@ -389,8 +394,9 @@ export class VcpuHost {
     if (g.state === 'blocked') this.#wake(g, 0);
   }
 
-  /** The safepoint: called by instrumented code every FUEL_PER_CHECK loop iterations or calls. */
+  /** The safepoint: called by instrumented code when this CPU's attention word is set. */
   #safepoint(g: Guest): number | Promise<number> {
+    Atomics.store(this.#attention, 0, 0);
     const ctl = Atomics.load(this.#ctl, g.domid);
     if (ctl === Ctl.KILL) {
       this.#finish(g, { kind: 'killed' });
@@ -532,6 +538,7 @@ export class VcpuHost {
       ...(hypercalls as unknown as WebAssembly.Imports),
       [SAFEPOINT_MODULE]: {
         [SAFEPOINT_NAME]: suspending((): number | Promise<number> => this.#safepoint(g)),
+        [FLAGS_NAME]: this.#flags,
       },
     };
   }

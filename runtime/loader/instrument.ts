@@ -1,59 +1,53 @@
 /**
- * Safepoint instrumentation. Every function entry and loop header of a guest
- * is made to spend one unit of fuel from a module-private global; when the
- * fuel runs out the guest calls the kernel's `safepoint` import, which may
- * suspend it (end of slice, pause) or never resume it (destroy). This bounds
- * the time between two chances for the kernel to take the CPU back, without
- * relying on the guest making hypercalls.
+ * Safepoint instrumentation. At every function entry and loop header the
+ * guest loads one word of a small kernel-owned memory it imports
+ * (`wasmvisor:kernel.flags`, the attention word of its CPU) and, when the
+ * word is set, calls the kernel's `safepoint` import, which may suspend it
+ * (end of slice, pause, a more urgent domain) or never resume it (destroy).
+ * A ticker thread sets the word every fraction of a slice, and the kernel
+ * sets it at once for a pause, a kill or a wake-up that may preempt; so the
+ * time between two chances for the kernel to take the CPU back is bounded
+ * without relying on the guest making hypercalls, and the check on the hot
+ * path is one atomic load and a branch (an epoch check, as in wasmtime).
  *
  * Binaryen's `log-execution` pass inserts a call at exactly those points; we
- * then replace the logger it imports with a small function that does the
- * fuel accounting, so the rewrite is done by a well-tested pass and the
- * result is validated before use.
+ * replace the logger it imports with the check and inline it, so the rewrite
+ * is done by well-tested passes and the result is validated before use.
  */
 import type { BinaryenModule } from './binaryen.ts';
 import { loadBinaryen } from './binaryen.ts';
 
 export const SAFEPOINT_MODULE = 'wasmvisor:kernel';
 export const SAFEPOINT_NAME = 'safepoint';
-/** Loop iterations and calls between two safepoint calls. */
-export const FUEL_PER_CHECK = 4096;
+/** The memory holding the attention word (offset 0) the instrumented code polls. */
+export const FLAGS_NAME = 'flags';
 
 const LOGGER = 'log_execution';
-const FUEL = 'wv$fuel';
+const FLAGS = 'wv$flags';
 const SAFEPOINT = 'wv$safepoint';
 
 /** Names we add; a guest that already uses one is refused by the caller. */
-export const RESERVED_NAMES = [LOGGER, FUEL, SAFEPOINT] as const;
+export const RESERVED_NAMES = [LOGGER, FLAGS, SAFEPOINT] as const;
 
-/** The name our fuel function has in backtraces (filtered out of guest traces). */
+/** The name our check function has in backtraces (filtered out of guest traces). */
 export const TICK_FUNCTION = LOGGER;
 
 /** Instrument `mod` in place; it must be validated by the caller afterwards. */
 export async function addSafepoints(mod: BinaryenModule): Promise<void> {
   const binaryen = await loadBinaryen();
   // Keep every guest function as it is (no inlining of guest code, so
-  // backtraces keep their frames); only our fuel function is inlined below.
+  // backtraces keep their frames); only our check is inlined below.
   binaryen.setPassArgument('no-inline', '*');
   mod.runPasses(['no-inline']);
   binaryen.clearPassArguments();
   mod.runPasses(['log-execution']);
   // The pass imported the logger; we define a function under the same name
-  // (binaryen calls by name) that spends fuel instead.
+  // (binaryen calls by name) that polls the attention word instead.
   mod.removeFunction(LOGGER);
-  mod.addGlobal(FUEL, binaryen.i32, true, mod.i32.const(FUEL_PER_CHECK));
+  mod.addMemoryImport(FLAGS, SAFEPOINT_MODULE, FLAGS_NAME, true);
   mod.addFunctionImport(SAFEPOINT, SAFEPOINT_MODULE, SAFEPOINT_NAME, binaryen.none, binaryen.none);
-  const fuel = () => mod.global.get(FUEL, binaryen.i32);
-  mod.addFunction(LOGGER, binaryen.createType([binaryen.i32]), binaryen.none, [], mod.block(null, [
-    mod.global.set(FUEL, mod.i32.sub(fuel(), mod.i32.const(1))),
-    mod.if(
-      mod.i32.le_s(fuel(), mod.i32.const(0)),
-      mod.block(null, [
-        mod.global.set(FUEL, mod.i32.const(FUEL_PER_CHECK)),
-        mod.call(SAFEPOINT, [], binaryen.none),
-      ]),
-    ),
-  ]));
+  mod.addFunction(LOGGER, binaryen.createType([binaryen.i32]), binaryen.none, [],
+    mod.if(mod.i32.atomic.load(0, mod.i32.const(0), FLAGS), mod.call(SAFEPOINT, [], binaryen.none)));
   // A call per loop iteration costs more than the check itself: inline it.
   const saved = [binaryen.getAlwaysInlineMaxSize(), binaryen.getFlexibleInlineMaxSize(), binaryen.getOneCallerInlineMaxSize()] as const;
   binaryen.setAlwaysInlineMaxSize(64);
