@@ -71,3 +71,15 @@ t.test('wv demo pingpong exchanges messages over a ring', async (t) => {
   t.not(bad.status, 0);
   t.match(bad.stderr, /Allowed choices are domains, pingpong/);
 });
+
+t.test('the esbuild bundle runs the same commands', async (t) => {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const b = spawnSync(process.execPath, [join(root, 'scripts/bundle.ts')], { encoding: 'utf8', timeout: 120_000 });
+  t.equal(b.status, 0, b.stderr);
+  t.match(b.stdout, /built dist\/wv\.js/);
+  const r = spawnSync(process.execPath, [join(root, 'dist/wv.js'), 'run', 'hello', '-c', 'bundled'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, 'cmdline: bundled');
+  const s = spawnSync(process.execPath, [join(root, 'dist/wv.js'), 'run', 'spin', '--timeout', '0.3'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(s.status, 4, 'the spinner is preempted and destroyed (the ticker thread is in the bundle)');
+});
