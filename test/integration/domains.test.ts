@@ -151,3 +151,20 @@ t.test('a closed hypervisor refuses work', async (t) => {
   await hv.close();
   await t.rejects(hv.createDomain({ image: idler() }), { code: 'WV_ERR_CLOSED' });
 });
+
+t.test('pause takes under 10 ms and destroy under 50 ms, even mid-loop', async (t) => {
+  const hv = new Hypervisor({ cpus: 1 });
+  t.teardown(() => hv.close());
+  const d = await hv.createDomain({ image: spinner(), memory: 1 });
+  t.ok(await until(() => d.cpuTimeNs > 20e6), 'it is spinning');
+  let t0 = performance.now();
+  await d.pause();
+  const pauseMs = performance.now() - t0;
+  t.ok(pauseMs < 10, `paused in ${pauseMs.toFixed(2)} ms`);
+  await d.unpause();
+  t.ok(await until(() => d.cpuTimeNs > 40e6), 'spinning again');
+  t0 = performance.now();
+  await d.destroy();
+  const destroyMs = performance.now() - t0;
+  t.ok(destroyMs < 50, `destroyed in ${destroyMs.toFixed(2)} ms`);
+});

@@ -20,6 +20,8 @@ t.test('a guest that ignores it is destroyed after the timeout', async (t) => {
   const hv = new Hypervisor({ cpus: 1 });
   t.teardown(() => hv.close());
   const dom = await hv.createDomain({ image: spinner(), memory: 1 });
+  // Time from when it runs (a new hypervisor's CPU threads take a moment to start).
+  t.ok(await until(() => dom.cpuTimeNs > 0), 'it is running');
   const t0 = performance.now();
   const exit = await hv.shutdown(dom.id, { timeoutMs: 200 });
   const took = performance.now() - t0;
