@@ -12,6 +12,24 @@ import { Hypervisor } from '../runtime/index.ts';
 import { guestPath } from '../runtime/guests.ts';
 import { FLAGS_NAME, SAFEPOINT_MODULE, SAFEPOINT_NAME } from '../runtime/loader/instrument.ts';
 import { writeStartInfo } from '../kernel/start-info.ts';
+import { spinner, wat } from '../test/helpers/wat.ts';
+
+/** A guest that sleeps 2 ms `n` times and stores how late each wake-up was (ns, u32) at 65536 + 4i. */
+function lateness(n: number): Uint8Array<ArrayBuffer> {
+  return wat(`(module (import "env" "memory" (memory 8 256 shared))
+    (import "wasmvisor:hypercall/time@0.1.0" "monotonic-now" (func $now (result i64)))
+    (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
+    (import "wasmvisor:hypercall/sched@0.1.0" "shutdown" (func $shutdown (param i32) (result i32)))
+    (func (export "start") (local $i i32) (local $due i64)
+      (loop $l
+        (local.set $due (i64.add (call $now) (i64.const 2000000)))
+        (drop (call $block (local.get $due)))
+        (i32.store (i32.add (i32.const 65536) (i32.shl (local.get $i) (i32.const 2)))
+          (i32.wrap_i64 (i64.sub (call $now) (local.get $due))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const ${n}))))
+      (drop (call $shutdown (i32.const 0)))))`);
+}
 
 export interface CpuFigure { name: string; value: number; unit: string; baseline?: number; baselineName?: string; baselineUnit?: string; ratio?: number; note?: string }
 
@@ -45,8 +63,58 @@ export function runDirect(bytes: Uint8Array, cmdline: string, instrumented: bool
   return Number(/ns (\d+)/.exec(out)?.[1]);
 }
 
+function quantiles(xs: number[]): { median: number; p99: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)]!, p99: s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]! };
+}
+
+/**
+ * Pause latency (request -> the vCPU host confirms the spinning domain is
+ * parked) and preemption latency (a blocked domain's timer fires -> it runs,
+ * while another domain spins on the same CPU), in ms.
+ */
+async function latencies(samples: number): Promise<{ pause: number[]; preempt: number[]; destroy: number[] }> {
+  const hv = new Hypervisor({ cpus: 1 });
+  const pause: number[] = [];
+  const preempt: number[] = [];
+  const destroy: number[] = [];
+  try {
+    const spin = await hv.createDomain({ image: spinner(), memory: 1 });
+    while (spin.cpuTimeNs < 20e6) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < samples; i++) {
+      const t0 = performance.now();
+      await spin.pause();
+      pause.push(performance.now() - t0);
+      await spin.unpause();
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    // A guest that sleeps 2 ms at a time and records how late it woke (ns), `samples` times.
+    const sleeper = await hv.createDomain({ image: lateness(samples), memory: 1, onPoweroff: 'preserve' });
+    await sleeper.waitForExit();
+    const late = new Uint32Array(sleeper.memory!.buffer, 65536, samples);
+    for (const ns of late) preempt.push(ns / 1e6);
+    for (let i = 0; i < Math.min(samples, 50); i++) {
+      const d = await hv.createDomain({ image: spinner(), memory: 1 });
+      while (d.cpuTimeNs < 2e6) await new Promise((r) => setTimeout(r, 2));
+      const t0 = performance.now();
+      await d.destroy();
+      destroy.push(performance.now() - t0);
+    }
+    return { pause, preempt, destroy };
+  } finally {
+    await hv.close();
+  }
+}
+
 export async function cpuFigures(quick: boolean, log: (s: string) => void): Promise<CpuFigure[]> {
   const out: CpuFigure[] = [];
+  log('pause, preemption and destroy latency beside a spinning domain');
+  const lat = await latencies(quick ? 50 : 200);
+  for (const [name, xs, target] of [['pause latency', lat.pause, '< 10 ms'], ['preemption latency (timer wake-up beside a spinner)', lat.preempt, 'within a slice (10 ms)'], ['destroy latency', lat.destroy, '< 50 ms']] as const) {
+    const q = quantiles(xs);
+    out.push({ name: `${name}, median`, value: q.median, unit: 'ms', note: `target ${target}` });
+    out.push({ name: `${name}, p99`, value: q.p99, unit: 'ms' });
+  }
   let path: string;
   try { path = guestPath('cpubench'); } catch { log('cpu figures skipped: the cpubench guest needs clang and wasm-ld'); return out; }
   const repeat = quick ? 3 : 10;

@@ -236,14 +236,14 @@ export class EventChannels {
     const attention = this.#attention[home];
     if (home === this.self) {
       this.#wakeLocal(dom);
-      if (attention) Atomics.store(attention, 0, 1);
+      if (attention) Atomics.or(attention, 0, 1);
       return;
     }
     const bell = this.table.doorbell(home);
     Atomics.or(this.#w, bell + 1 + (dom >> 5), 1 << (dom & 31));
     Atomics.add(this.#w, bell, 1);
     Atomics.notify(this.#w, bell);
-    if (attention) Atomics.store(attention, 0, 1);
+    if (attention) Atomics.or(attention, 0, 1);
   }
 }
 

@@ -30,7 +30,7 @@ import { START_INFO_ADDR } from '../host-bindings/abi.ts';
 import { Domain } from './domain.ts';
 import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
 import { CpuPool } from './executor/cpu-pool.ts';
-import { Ctl, RunState } from './executor/protocol.ts';
+import { Attention, Ctl, RunState } from './executor/protocol.ts';
 import type { FromHost, GuestExit, SharedTables } from './executor/protocol.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
 
@@ -374,8 +374,8 @@ export class Hypervisor implements AsyncDisposable {
     if (!isLive(rec.phase)) throw new DomainPhaseError(rec.id, 'pause', rec.phase);
     const stopped = new Promise<void>((resolve) => dom.pauseWaiters.push(resolve));
     Atomics.store(this.#ctl, rec.id, Ctl.PAUSE);
-    this.#attend(rec.id);
     this.#pool.send(rec.id, { t: 'pause', domid: rec.id });
+    this.#attend(rec.id);
     await stopped;
   }
 
@@ -427,10 +427,10 @@ export class Hypervisor implements AsyncDisposable {
     if (rec.phase === 'dying') return dom.waitForExit().then(() => {});
     if (isLive(rec.phase) && this.#pool.cpuOf(rec.id) !== undefined) {
       Atomics.store(this.#ctl, rec.id, Ctl.KILL);
-      this.#attend(rec.id);
       const gone = dom.waitForExit();
       this.kernel.setPhase(rec, 'dying', 'destroy');
       this.#pool.send(rec.id, { t: 'kill', domid: rec.id });
+      this.#attend(rec.id);
       await gone;
       return;
     }
@@ -512,10 +512,10 @@ export class Hypervisor implements AsyncDisposable {
     dom.settle(exit);
   }
 
-  /** Make the guest running on `domid`'s CPU reach a safepoint now. */
+  /** Make the guest running on `domid`'s CPU reach a safepoint now and let its CPU read control messages. */
   #attend(domid: number): void {
     const cpu = this.#pool.cpuOf(domid);
-    if (cpu !== undefined) Atomics.store(this.#attention[cpu]!, 0, 1);
+    if (cpu !== undefined) Atomics.or(this.#attention[cpu]!, 0, Attention.CONTROL);
   }
 
   #checkOpen(): void {

@@ -9,6 +9,13 @@ import type { TrapFrame } from '../../kernel/errors.ts';
 /** Values of the shared control word a vCPU host checks at every safepoint. */
 export const Ctl = { NONE: 0, PAUSE: 1, KILL: 2 } as const;
 
+/**
+ * Bits of a CPU's attention word (set with Atomics.or): TICK from the ticker
+ * or a wake-up (check the slice and the scheduler), CONTROL when a control
+ * message for a domain of this CPU is waiting (let the event loop run).
+ */
+export const Attention = { NONE: 0, TICK: 1, CONTROL: 2 } as const;
+
 /** Values of a domain's run state word. */
 export const RunState = { NONE: 0, RUNNABLE: 1, BLOCKED: 2 } as const;
 

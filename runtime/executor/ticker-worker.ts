@@ -20,5 +20,5 @@ for (;;) {
   const us = Atomics.load(control, 0);
   if (us <= 0) break;
   Atomics.wait(sleeper, 0, 0, us / 1000);
-  for (const w of words) Atomics.store(w, 0, 1);
+  for (const w of words) Atomics.or(w, 0, 1); // Attention.TICK, keeping a CONTROL bit that may be set
 }

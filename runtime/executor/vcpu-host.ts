@@ -18,7 +18,7 @@ import type { TrapFrame } from '../../kernel/errors.ts';
 import { MEMORY_IMPORT } from '../../host-bindings/abi.ts';
 import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { FLAGS_NAME, SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
-import { CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
+import { Attention, CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
 import { Bvt, BvtEntity, DEFAULT_BVT } from '../../kernel/bvt.ts';
 import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
 
@@ -80,6 +80,9 @@ export class VcpuHost {
   readonly #memories = new Map<number, WebAssembly.Memory>();
   readonly #copier: CopyEngine;
   #dispatchQueued = false;
+  /** Earliest due time (performance.now() ms) of the timers armed here, per guest, and overall. */
+  readonly #dueAt = new Map<Guest, number>();
+  #soonest = Infinity;
   /** The guest whose code runs (or is about to run) on this host. */
   #current: Guest | undefined;
 
@@ -327,6 +330,7 @@ export class VcpuHost {
     g.resume = undefined;
     clearTimeout(g.blockTimer);
     clearTimeout(g.timer);
+    this.#dueAt.delete(g);
     this.#guests.delete(g.domid);
     this.#post({ t: 'exit', domid: g.domid, exit });
   }
@@ -394,9 +398,38 @@ export class VcpuHost {
     if (g.state === 'blocked') this.#wake(g, 0);
   }
 
+  /** Apply pause and kill requests to the domains here other than `running`. */
+  #applyControls(running: Guest): void {
+    for (const other of [...this.#guests.values()]) {
+      if (other === running) continue;
+      const c = Atomics.load(this.#ctl, other.domid);
+      if (c === Ctl.KILL) this.#finish(other, { kind: 'killed' });
+      else if (c === Ctl.PAUSE && !other.paused) this.handle({ t: 'pause', domid: other.domid });
+    }
+  }
+
+  /** A timer of `g` is due in `ms`: a running guest yields at its next safepoint after that, so the timer fires on time. */
+  #due(g: Guest, ms: number): void {
+    const at = performance.now() + ms;
+    const cur = this.#dueAt.get(g);
+    if (cur === undefined || at < cur) this.#dueAt.set(g, at);
+    if (at < this.#soonest) this.#soonest = at;
+  }
+
+  /** Drop passed deadlines and return the earliest one left (Infinity when none). */
+  #recomputeSoonest(): number {
+    const now = performance.now();
+    let soonest = Infinity;
+    for (const [g, at] of this.#dueAt) {
+      if (at <= now || g.state === 'dead') this.#dueAt.delete(g);
+      else if (at < soonest) soonest = at;
+    }
+    return soonest;
+  }
+
   /** The safepoint: called by instrumented code when this CPU's attention word is set. */
   #safepoint(g: Guest): number | Promise<number> {
-    Atomics.store(this.#attention, 0, 0);
+    const why = Atomics.exchange(this.#attention, 0, 0);
     const ctl = Atomics.load(this.#ctl, g.domid);
     if (ctl === Ctl.KILL) {
       this.#finish(g, { kind: 'killed' });
@@ -409,7 +442,20 @@ export class VcpuHost {
     // At the end of a slice the guest always goes back to the ready queue, so
     // the event loop gets a turn; before it, BVT may give the CPU to a guest
     // with a lower effective virtual time (a warped one, at once).
-    const ranNs = (performance.now() - g.sliceStart) * 1e6;
+    // A control message for another domain here (pause, kill) waits in the
+    // event loop, and so does a timer that is due: give the loop a turn.
+    if ((why & Attention.CONTROL) !== 0) {
+      // Act on the control words of this CPU's other domains now: the
+      // message that carries the same request may not have arrived yet.
+      this.#applyControls(g);
+      return this.#yield(g);
+    }
+    const now = performance.now();
+    if (now >= this.#soonest) {
+      this.#soonest = this.#recomputeSoonest();
+      return this.#yield(g);
+    }
+    const ranNs = (now - g.sliceStart) * 1e6;
     if (ranNs >= this.#sched.sliceNs) return this.#yield(g);
     if (this.#ready.length > 0 && this.#sched.shouldPreempt(g.bvt, ranNs, this.#ready, bvtOf)) return this.#yield(g);
     return 0;
@@ -466,6 +512,7 @@ export class VcpuHost {
             const ms = Number(d - this.#now()) / 1e6;
             if (ms <= 0) return 1;
             g.blockTimer = setTimeout(() => this.#wake(g, 1), ms);
+            this.#due(g, ms);
           }
           Atomics.store(this.#runstate, g.domid, RunState.BLOCKED);
           const p = this.#suspend(g, 'blocked');
@@ -524,6 +571,7 @@ export class VcpuHost {
           if (d === 0n) return 0;
           const ms = Math.max(0, Number(d - this.#now()) / 1e6);
           if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) return -Errno.EINVAL;
+          this.#due(g, ms);
           g.timer = setTimeout(() => {
             g.timer = undefined;
             this.#evtchn.raiseVirq(g.domid, Virq.TIMER);
