@@ -157,13 +157,19 @@ t.test('pause takes under 10 ms and destroy under 50 ms, even mid-loop', async (
   t.teardown(() => hv.close());
   const d = await hv.createDomain({ image: spinner(), memory: 1 });
   t.ok(await until(() => d.cpuTimeNs > 20e6), 'it is spinning');
-  let t0 = performance.now();
-  await d.pause();
-  const pauseMs = performance.now() - t0;
-  t.ok(pauseMs < 10, `paused in ${pauseMs.toFixed(2)} ms`);
-  await d.unpause();
-  t.ok(await until(() => d.cpuTimeNs > 40e6), 'spinning again');
-  t0 = performance.now();
+  // The median of several pauses: one sample can meet a garbage collection.
+  const pauses: number[] = [];
+  for (let i = 0; i < 9; i++) {
+    const t0 = performance.now();
+    await d.pause();
+    pauses.push(performance.now() - t0);
+    const cpu = d.cpuTimeNs;
+    await d.unpause();
+    t.ok(await until(() => d.cpuTimeNs > cpu + 2e6), 'spinning again');
+  }
+  const median = pauses.sort((a, b) => a - b)[4]!;
+  t.ok(median < 10, `paused in ${median.toFixed(2)} ms (median of 9; all: ${pauses.map((p) => p.toFixed(1)).join(', ')})`);
+  const t0 = performance.now();
   await d.destroy();
   const destroyMs = performance.now() - t0;
   t.ok(destroyMs < 50, `destroyed in ${destroyMs.toFixed(2)} ms`);
