@@ -7,16 +7,8 @@
 static char cmd[256];
 static uint8_t scratch[SIEVE_N] __attribute__((aligned(16)));
 
-static uint32_t len(const char *s) { uint32_t n = 0; while (s[n]) n++; return n; }
-static void puts_raw(const char *s) { wv_console_write(s, len(s)); }
-static void put_u64(uint64_t v) {
-  char buf[24];
-  int p = sizeof buf;
-  do { buf[--p] = (char)('0' + v % 10); v /= 10; } while (v);
-  wv_console_write(buf + p, (uint32_t)(sizeof buf - p));
-}
 static int has(const char *s, uint32_t n, const char *word) {
-  uint32_t w = len(word);
+  uint32_t w = wv_strlen(word);
   for (uint32_t i = 0; i + w <= n; i++) {
     uint32_t k = 0;
     while (k < w && s[i + k] == word[k]) k++;
@@ -47,10 +39,10 @@ __attribute__((export_name("start"))) void start(void) {
     uint64_t t = wv_monotonic_now() - t0;
     if (t < best) best = t;
   }
-  puts_raw("checksum ");
-  put_u64(sum);
-  puts_raw(" ns ");
-  put_u64(best);
-  puts_raw("\n");
+  wv_puts("checksum ");
+  wv_put_u64(sum);
+  wv_puts(" ns ");
+  wv_put_u64(best);
+  wv_puts("\n");
   wv_shutdown(WV_POWEROFF);
 }

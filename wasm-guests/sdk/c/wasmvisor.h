@@ -27,4 +27,20 @@ enum wv_errno {
   WV_EACCES = 13, WV_EFAULT = 14, WV_EBUSY = 16, WV_EINVAL = 22, WV_ENOSPC = 28, WV_ENOSYS = 38,
 };
 
+/* Console helpers: a C string, and an unsigned number in decimal. */
+static inline uint32_t wv_strlen(const char *s) {
+  uint32_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+
+static inline void wv_puts(const char *s) { wv_console_write(s, wv_strlen(s)); }
+
+static inline void wv_put_u64(uint64_t v) {
+  char buf[24];
+  int p = sizeof buf;
+  do { buf[--p] = (char)('0' + v % 10); v /= 10; } while (v);
+  wv_console_write(buf + p, (uint32_t)(sizeof buf - p));
+}
+
 #endif
