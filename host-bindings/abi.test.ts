@@ -402,6 +402,7 @@ const CORE_SIGNATURES = {
     yield: [[], ['i32']],
     block: [['i64'], ['i32']],
     shutdown: [['i32'], ['i32']],
+    watchdog: [['i32'], ['i32']],
   },
   'wasmvisor:hypercall/evtchn@0.1.0': {
     'alloc-unbound': [['i32'], ['i32']],

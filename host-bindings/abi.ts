@@ -41,6 +41,7 @@ export const HYPERCALLS: readonly HypercallSpec[] = [
   { id: 32, iface: 'sched', name: 'yield', errors: [], suspends: true, params: [], results: ['i32'] },
   { id: 33, iface: 'sched', name: 'block', errors: [], suspends: true, params: ['i64'], results: ['i32'] },
   { id: 34, iface: 'sched', name: 'shutdown', errors: ['EINVAL'], suspends: true, params: ['i32'], results: ['i32'] },
+  { id: 35, iface: 'sched', name: 'watchdog', errors: ['EINVAL'], suspends: false, params: ['i32'], results: ['i32'] },
   { id: 64, iface: 'evtchn', name: 'alloc-unbound', errors: ['ESRCH', 'ENOSPC'], suspends: false, params: ['i32'], results: ['i32'] },
   { id: 65, iface: 'evtchn', name: 'bind-interdomain', errors: ['ESRCH', 'EINVAL', 'ENOSPC'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
   { id: 66, iface: 'evtchn', name: 'bind-virq', errors: ['EINVAL', 'EPERM', 'ENOSPC'], suspends: false, params: ['i32'], results: ['i32'] },

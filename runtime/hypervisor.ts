@@ -67,6 +67,8 @@ export interface DomainConfig {
   onPoweroff?: ExitAction;
   onReboot?: ExitAction;
   onCrash?: ExitAction;
+  /** What to do when the domain's watchdog expires (default: destroy). */
+  onWatchdog?: ExitAction;
   /** Pin the domain to this physical CPU (0-based; default: the least loaded). */
   cpu?: number;
   /** Scheduling parameters (BVT); see `setSched`. */
@@ -477,8 +479,9 @@ export class Hypervisor implements AsyncDisposable {
       this.kernel.markCrashed(rec, { reason: exit.reason, backtrace: exit.backtrace });
       action = config?.onCrash ?? 'destroy';
     } else {
+      if (exit.reason === 'watchdog') this.kernel.log.warn(`domain ${rec.id} (${rec.name}): watchdog expired`);
       this.kernel.markShutdown(rec, exit.reason);
-      action = (exit.reason === 'reboot' ? config?.onReboot : config?.onPoweroff) ?? 'destroy';
+      action = (exit.reason === 'reboot' ? config?.onReboot : exit.reason === 'watchdog' ? config?.onWatchdog : config?.onPoweroff) ?? 'destroy';
     }
     const result: DomainExit = exit.kind === 'trap'
       ? { reason: 'crash', crash: rec.crash }

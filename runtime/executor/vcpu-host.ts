@@ -46,6 +46,8 @@ interface Guest {
   eventPending: boolean;
   blockTimer: ReturnType<typeof setTimeout> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** The armed watchdog (sched.watchdog), if any. */
+  watchdog: ReturnType<typeof setTimeout> | undefined;
   sliceStart: number;
   /** Borrowed-virtual-time state on this CPU. */
   readonly bvt: BvtEntity;
@@ -242,6 +244,7 @@ export class VcpuHost {
       eventPending: false,
       blockTimer: undefined,
       timer: undefined,
+      watchdog: undefined,
       sliceStart: 0,
       bvt: new BvtEntity(msg.sched ?? DEFAULT_BVT),
     };
@@ -330,6 +333,7 @@ export class VcpuHost {
     g.resume = undefined;
     clearTimeout(g.blockTimer);
     clearTimeout(g.timer);
+    clearTimeout(g.watchdog);
     this.#dueAt.delete(g);
     this.#guests.delete(g.domid);
     this.#post({ t: 'exit', domid: g.domid, exit });
@@ -519,6 +523,16 @@ export class VcpuHost {
           g.bvt.sleep(performance.now() * 1e6);
           return p;
         }),
+        watchdog: (timeoutMs: number): number => {
+          const ms = timeoutMs >>> 0;
+          if (ms > 3_600_000) return -Errno.EINVAL;
+          clearTimeout(g.watchdog);
+          g.watchdog = undefined;
+          if (ms === 0) return 0;
+          this.#due(g, ms);
+          g.watchdog = setTimeout(() => this.#finish(g, { kind: 'shutdown', reason: 'watchdog' }), ms);
+          return 0;
+        },
         shutdown: suspending((code: number): number | Promise<number> => {
           const d = decodeShutdown(code);
           if (!d.ok) return d.errno;

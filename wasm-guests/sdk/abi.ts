@@ -25,6 +25,9 @@ export declare function sched_block(deadline: u64): i32;
 @external("wasmvisor:hypercall/sched@0.1.0", "shutdown")
 export declare function sched_shutdown(reason: u32): i32;
 
+@external("wasmvisor:hypercall/sched@0.1.0", "watchdog")
+export declare function sched_watchdog(timeoutMs: u32): i32;
+
 @external("wasmvisor:hypercall/time@0.1.0", "monotonic-now")
 export declare function time_monotonic_now(): u64;
 

@@ -17,3 +17,10 @@ export function block(deadline: bigint): number;
  * Does not return on success; returns -einval for an unknown reason.
  */
 export function shutdown(reason: number): number;
+/**
+ * Arm, or re-arm, the domain's watchdog: if the domain does not call
+ * watchdog again within `timeout-ms`, the kernel shuts it down with
+ * reason watchdog (and the toolstack restarts or destroys it, by policy).
+ * 0 disarms it. Returns 0, or -einval for more than one hour.
+ */
+export function watchdog(timeoutMs: number): number;

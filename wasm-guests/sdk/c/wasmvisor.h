@@ -17,6 +17,7 @@ WV_IMPORT("start-info", "page") uint32_t wv_start_info_page(void);
 WV_IMPORT("sched", "yield") int32_t wv_yield(void);
 WV_IMPORT("sched", "block") int32_t wv_block(uint64_t deadline_ns);
 WV_IMPORT("sched", "shutdown") int32_t wv_shutdown(uint32_t reason);
+WV_IMPORT("sched", "watchdog") int32_t wv_watchdog(uint32_t timeout_ms);
 WV_IMPORT("time", "monotonic-now") uint64_t wv_monotonic_now(void);
 WV_IMPORT("time", "set-timer") int32_t wv_set_timer(uint64_t deadline_ns);
 
