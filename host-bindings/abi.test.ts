@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { componentEmbed } from '@bytecodealliance/jco';
 import { ABI_PACKAGE, ABI_VERSION, HYPERCALLS, importModule } from './abi.ts';
+import { skipBlockComment } from './wit-comments.ts';
 import type { CoreType, HypercallSpec } from './abi.ts';
 import { Errno } from '../kernel/errno.ts';
 import type { HypercallImports } from './imports.ts';
@@ -71,20 +72,10 @@ function stripComments(src: string): string {
     if (src.startsWith('//', i)) {
       while (i < src.length && src[i] !== '\n') i++;
     } else if (src.startsWith('/*', i)) {
-      let depth = 0;
-      do {
-        if (src.startsWith('/*', i)) {
-          depth++;
-          i += 2;
-        } else if (src.startsWith('*/', i)) {
-          depth--;
-          i += 2;
-        } else {
-          if (src[i] === '\n') out += '\n';
-          i++;
-        }
-      } while (depth > 0 && i < src.length);
-      if (depth > 0) throw new Error('WIT: unterminated block comment');
+      const skipped = skipBlockComment(src, i);
+      if (!skipped) throw new Error('WIT: unterminated block comment');
+      out += '\n'.repeat(skipped.newlines);
+      i = skipped.end;
     } else out += src[i++];
   }
   return out;

@@ -36,6 +36,7 @@ import {
 import type { HypercallSpec } from '../host-bindings/abi.ts';
 import { Errno } from '../kernel/errno.ts';
 import type { ErrnoName } from '../kernel/errno.ts';
+import { skipBlockComment } from '../host-bindings/wit-comments.ts';
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -118,21 +119,10 @@ function tokenize(src: string): Token[] {
       const end = src.indexOf('\n', i);
       i = end === -1 ? src.length : end;
     } else if (src.startsWith('/*', i)) {
-      // WIT block comments nest.
-      let depth = 0;
-      do {
-        if (src.startsWith('/*', i)) {
-          depth++;
-          i += 2;
-        } else if (src.startsWith('*/', i)) {
-          depth--;
-          i += 2;
-        } else {
-          if (src[i] === '\n') line++;
-          i++;
-        }
-      } while (depth > 0 && i < src.length);
-      if (depth > 0) throw new Error(`WIT line ${line}: unterminated block comment`);
+      const skipped = skipBlockComment(src, i);
+      if (!skipped) throw new Error(`WIT line ${line}: unterminated block comment`);
+      line += skipped.newlines;
+      i = skipped.end;
     } else if (src.startsWith('->', i)) {
       out.push({ kind: 'punct', text: '->', line });
       i += 2;
