@@ -24,7 +24,7 @@ import {
   importModule,
 } from '../../host-bindings/abi.ts';
 import type { HypercallSpec } from '../../host-bindings/abi.ts';
-import { loadBinaryen } from './binaryen.ts';
+import { loadBinaryen, v8Features } from './binaryen.ts';
 import type { Binaryen, BinaryenModule } from './binaryen.ts';
 import { RESERVED_NAMES, addSafepoints } from './instrument.ts';
 import { binaryKind, bufferSource, summariseSections } from './sections.ts';
@@ -244,13 +244,6 @@ function hasFunctionOrGlobal(binaryen: Binaryen, mod: BinaryenModule, name: stri
 }
 
 /** The Wasm features V8 ships (and so a guest may use); binaryen must not emit encodings beyond them. */
-function v8Features(binaryen: Binaryen): number {
-  const f = binaryen.Features;
-  return f.MVP | f.Atomics | f.MutableGlobals | f.NontrappingFPToInt | f.SIMD128 | f.BulkMemory | f.SignExt
-    | f.ExceptionHandling | f.TailCall | f.ReferenceTypes | f.Multivalue | f.GC | f.Memory64 | f.RelaxedSIMD
-    | f.ExtendedConst | f.MultiMemory | f.BulkMemoryOpt | f.CallIndirectOverlong;
-}
-
 function typeName(binaryen: Binaryen, t: number): string {
   switch (t) {
     case binaryen.i32: return 'i32';

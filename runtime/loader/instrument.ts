@@ -15,7 +15,7 @@
  * is done by well-tested passes and the result is validated before use.
  */
 import type { BinaryenModule } from './binaryen.ts';
-import { loadBinaryen } from './binaryen.ts';
+import { loadBinaryen, v8Features } from './binaryen.ts';
 
 export const SAFEPOINT_MODULE = 'wasmvisor:kernel';
 export const SAFEPOINT_NAME = 'safepoint';
@@ -59,5 +59,25 @@ export async function addSafepoints(mod: BinaryenModule): Promise<void> {
     binaryen.setAlwaysInlineMaxSize(saved[0]);
     binaryen.setFlexibleInlineMaxSize(saved[1]);
     binaryen.setOneCallerInlineMaxSize(saved[2]);
+  }
+}
+
+/**
+ * Instrument any core module (not only a guest): what the loader does to a
+ * guest's code, without its ABI checks. The result imports the flags memory
+ * and the safepoint function from `wasmvisor:kernel`. Used to prove the
+ * rewrite keeps behaviour on external test programs and by the benchmarks.
+ * Throws if binaryen cannot read the module or the result does not validate.
+ */
+export async function rewriteWithSafepoints(bytes: Uint8Array): Promise<Uint8Array> {
+  const binaryen = await loadBinaryen();
+  const mod = binaryen.readBinary(bytes);
+  try {
+    mod.setFeatures(v8Features(binaryen));
+    await addSafepoints(mod);
+    if (!mod.validate()) throw new Error('safepoint instrumentation produced an invalid module');
+    return mod.emitBinary();
+  } finally {
+    mod.dispose();
   }
 }
