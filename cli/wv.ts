@@ -67,8 +67,9 @@ program
   .option('-c, --cmdline <text>', 'guest command line', '')
   .option('-t, --timeout <seconds>', 'destroy the domain after this long', positiveNumber('timeout'))
   .option('--json', 'print how it ended as JSON on stdout after the console')
-  .action(async (image: string, opts: { name?: string; memory: number; cmdline: string; timeout?: number; json?: boolean }) => {
-    const hv = new Hypervisor();
+  .option('-b, --boot <options>', 'hypervisor boot line, as Xen\'s: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS')
+  .action(async (image: string, opts: { name?: string; memory: number; cmdline: string; timeout?: number; json?: boolean; boot?: string }) => {
+    const hv = new Hypervisor(opts.boot !== undefined ? { boot: opts.boot } : {});
     try {
       const dom = await hv.createDomain({ image: resolveImage(image), name: opts.name, memory: opts.memory, cmdline: opts.cmdline });
       dom.onConsole((b) => process.stdout.write(b));

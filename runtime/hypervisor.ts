@@ -30,6 +30,7 @@ import { START_INFO_ADDR } from '../host-bindings/abi.ts';
 import { Domain } from './domain.ts';
 import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
 import { CpuPool } from './executor/cpu-pool.ts';
+import { parseBootOptions } from './boot-options.ts';
 import { Attention, Ctl, RunState } from './executor/protocol.ts';
 import type { FromHost, GuestExit, SharedTables } from './executor/protocol.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
@@ -48,6 +49,15 @@ export interface HypervisorOptions {
   sliceMs?: number;
   /** Console history kept per domain, bytes. Default 64 KiB. */
   consoleBytes?: number;
+  /**
+   * The `watchdog` boot option: every domain's watchdog is armed with this
+   * timeout (ms) when it starts, so a guest that does not pet it
+   * (`sched.watchdog`) in time is shut down with reason watchdog and handled
+   * by its `onWatchdog` policy. Default: off (a guest arms its own).
+   */
+  watchdogMs?: number;
+  /** A boot line (`"nosmp watchdog dom0_mem=512M"`, see boot-options.ts); the fields above override it. */
+  boot?: string;
 }
 
 /** Where a guest image comes from. */
@@ -97,6 +107,8 @@ export interface DomainInfo {
   readonly memoryBytes: number;
   readonly cpuTimeNs: number;
   readonly cpu: number | undefined;
+  /** The CPU the domain is pinned to (`pincpu`), if any; it runs there from its next start if it is elsewhere now. */
+  readonly pinned: number | undefined;
   readonly image: string;
   readonly shutdownReason: ShutdownReason | undefined;
   /** BVT parameters (times in µs), undefined for domain 0. */
@@ -104,6 +116,7 @@ export interface DomainInfo {
 }
 
 export class Hypervisor implements AsyncDisposable {
+  readonly #watchdogMs: number | undefined;
   readonly kernel: Kernel;
   readonly cpus: number;
   /** Event channels and grant tables, shared with every vCPU host. */
@@ -128,7 +141,14 @@ export class Hypervisor implements AsyncDisposable {
   readonly #control: DomainControl;
   #closed = false;
 
-  constructor(opts: HypervisorOptions = {}) {
+  constructor(given: HypervisorOptions = {}) {
+    const opts: HypervisorOptions = given.boot !== undefined
+      ? { ...parseBootOptions(given.boot, os.availableParallelism()), ...stripUndefined(given) }
+      : given;
+    if (opts.watchdogMs !== undefined && !(Number.isInteger(opts.watchdogMs) && opts.watchdogMs > 0 && opts.watchdogMs <= 3_600_000)) {
+      throw new InvalidArgumentError('watchdogMs', `${opts.watchdogMs} is not a whole number of ms in (0, 3600000]`);
+    }
+    this.#watchdogMs = opts.watchdogMs;
     const total = opts.memoryBytes ?? os.totalmem();
     const dom0 = opts.dom0MemoryBytes ?? Math.min(1024 * MiB, Math.floor(total / 8));
     const cpus = opts.cpus ?? os.availableParallelism();
@@ -278,6 +298,7 @@ export class Hypervisor implements AsyncDisposable {
       startInfoPage: START_INFO_ADDR,
       paused: config.paused ?? false,
       sched,
+      ...(this.#watchdogMs !== undefined ? { watchdogMs: this.#watchdogMs } : {}),
     }, image.module, config.cpu);
     this.#sched.set(record.id, sched);
     this.pv.setHome(record.id, cpu);
@@ -303,6 +324,7 @@ export class Hypervisor implements AsyncDisposable {
       memoryBytes: r.memoryBytes,
       cpuTimeNs: r.id === 0 ? process.cpuUsage().user * 1000 : (this.#cpuNs[r.id] ?? 0),
       cpu: this.#pool.cpuOf(r.id),
+      pinned: this.#configs.get(r.id)?.cpu,
       image: r.image,
       shutdownReason: r.shutdownReason,
       sched: this.#sched.has(r.id) ? toSettings(this.#sched.get(r.id)!) : undefined,
@@ -337,6 +359,26 @@ export class Hypervisor implements AsyncDisposable {
   #phaseOf(rec: DomainRecord): Phase {
     if (rec.phase === 'running' && Atomics.load(this.#runstate, rec.id) === RunState.BLOCKED) return 'blocked';
     return rec.phase;
+  }
+
+  /**
+   * Pin a domain to a physical CPU (`pincpu`). A guest's stack lives on the
+   * vCPU host thread that runs it and cannot move to another thread, so a
+   * domain already running elsewhere stays there until it next starts (a
+   * restart by its `on_*` policy, or a restore) and then runs on `cpu`.
+   * Returns where it runs now and whether the pin is already in effect.
+   */
+  pin(ref: number | string, cpu: number): { cpu: number | undefined; pinned: number; effective: 'now' | 'next-start' } {
+    const dom = this.domain(ref);
+    if (!(Number.isInteger(cpu) && cpu >= 0 && cpu < this.cpus)) {
+      throw new InvalidArgumentError('cpu', `${cpu} is not a CPU of this hypervisor (0..${this.cpus - 1})`);
+    }
+    const config = this.#configs.get(dom.id);
+    if (config) this.#configs.set(dom.id, { ...config, cpu });
+    const now = this.#pool.cpuOf(dom.id);
+    const effective = now === cpu ? 'now' : 'next-start';
+    this.kernel.log.info(`domain ${dom.id}: pinned to cpu ${cpu}${effective === 'now' ? '' : ` (runs on cpu ${now} until it next starts)`}`);
+    return { cpu: now, pinned: cpu, effective };
   }
 
   /** Set a domain's BVT parameters (`cpu_bvtset`); unset fields keep their values. */
@@ -521,6 +563,9 @@ export class Hypervisor implements AsyncDisposable {
     if (cpu !== undefined) Atomics.or(this.#attention[cpu]!, 0, Attention.CONTROL);
   }
 
+  /** The boot watchdog's timeout, ms, if the `watchdog` boot option is on. */
+  get watchdogMs(): number | undefined { return this.#watchdogMs; }
+
   #checkOpen(): void {
     if (this.#closed) throw new HypervisorClosedError();
   }
@@ -567,3 +612,7 @@ function hashKey(bytes: Uint8Array): string {
 }
 
 export { WvError };
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

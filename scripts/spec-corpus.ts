@@ -30,6 +30,7 @@ if (json) {
     `modules       ${r.rewritten} rewritten and run both ways (${r.modules - r.rewritten} the engine does not support)`,
     `commands      ${r.checked} compared`,
     `safepoints    ${r.safepointCalls} calls into the host from rewritten code`,
+    `checks        ${r.checksKept} placed, ${r.checksDropped} of binaryen's found unneeded; ${r.unpruned.length} modules kept all`,
     `differences   ${r.differences.length}`,
     `unexpected    ${r.unexpected.length} (both ways agree, the script's spec revision differs)`,
     `time          ${seconds.toFixed(1)} s`,

@@ -78,6 +78,8 @@ export type ToHost =
       paused: boolean;
       /** BVT parameters (defaults when absent). */
       sched?: BvtParams;
+      /** Arm the domain's watchdog at start (the `watchdog` boot option), ms. */
+      watchdogMs?: number;
     }
   /** Every vCPU host learns every domain's memory (grant copies reach it directly). */
   | { t: 'domain'; domid: number; memory: WebAssembly.Memory }

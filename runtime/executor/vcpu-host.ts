@@ -249,6 +249,7 @@ export class VcpuHost {
       bvt: new BvtEntity(msg.sched ?? DEFAULT_BVT),
     };
     this.#guests.set(g.domid, g);
+    if (msg.watchdogMs) this.#armWatchdog(g, msg.watchdogMs);
     this.#awaken(g);
     if (g.paused) {
       g.state = 'parked';
@@ -256,6 +257,15 @@ export class VcpuHost {
       return;
     }
     this.#makeReady(g);
+  }
+
+  /** (Re-)arm a guest's watchdog; 0 disarms it. */
+  #armWatchdog(g: Guest, ms: number): void {
+    clearTimeout(g.watchdog);
+    g.watchdog = undefined;
+    if (ms === 0) return;
+    this.#due(g, ms);
+    g.watchdog = setTimeout(() => this.#finish(g, { kind: 'shutdown', reason: 'watchdog' }), ms);
   }
 
   #makeReady(g: Guest): void {
@@ -526,11 +536,7 @@ export class VcpuHost {
         watchdog: (timeoutMs: number): number => {
           const ms = timeoutMs >>> 0;
           if (ms > 3_600_000) return -Errno.EINVAL;
-          clearTimeout(g.watchdog);
-          g.watchdog = undefined;
-          if (ms === 0) return 0;
-          this.#due(g, ms);
-          g.watchdog = setTimeout(() => this.#finish(g, { kind: 'shutdown', reason: 'watchdog' }), ms);
+          this.#armWatchdog(g, ms);
           return 0;
         },
         shutdown: suspending((code: number): number | Promise<number> => {

@@ -41,6 +41,11 @@ export interface FileResult {
   differences: Mismatch[];
   unexpected: Mismatch[];
   safepointCalls: number;
+  /** Checks the rewrite left in, and those it found unneeded (default rewrite only). */
+  checksKept: number;
+  checksDropped: number;
+  /** Modules whose checks could not be pruned, and why. */
+  unpruned: string[];
 }
 
 export interface CorpusResult {
@@ -55,6 +60,9 @@ export interface CorpusResult {
   differences: Mismatch[];
   unexpected: Mismatch[];
   safepointCalls: number;
+  checksKept: number;
+  checksDropped: number;
+  unpruned: string[];
   files: FileResult[];
 }
 
@@ -204,10 +212,18 @@ class Realm {
 /** Run one converted script (its .json and the .wasm files beside it) both ways. */
 export type Rewrite = (bytes: Uint8Array) => Promise<Uint8Array>;
 
-export async function runScript(jsonPath: string, dir: string, rewrite: Rewrite = rewriteWithSafepoints): Promise<FileResult> {
+export async function runScript(jsonPath: string, dir: string, custom?: Rewrite): Promise<FileResult> {
   const script = JSON.parse(readFileSync(jsonPath, 'utf8')) as { source_filename: string; commands: SpecCommand[] };
   const file = script.source_filename.replace(/^.*\//, '');
-  const res: FileResult = { file, modules: 0, checked: 0, skipped: {}, differences: [], unexpected: [], safepointCalls: 0 };
+  const res: FileResult = {
+    file, modules: 0, checked: 0, skipped: {}, differences: [], unexpected: [], safepointCalls: 0,
+    checksKept: 0, checksDropped: 0, unpruned: [],
+  };
+  const rewrite: Rewrite = custom ?? ((bytes) => rewriteWithSafepoints(bytes, (done) => {
+    res.checksKept += done.checks;
+    res.checksDropped += done.dropped;
+    if (done.fallback !== undefined) res.unpruned.push(`${file}: ${done.fallback}`);
+  }));
   const skip = (why: string) => { res.skipped[why] = (res.skipped[why] ?? 0) + 1; };
   const differ = (line: number, what: string) => res.differences.push({ file, line, what });
   const bad = (line: number, what: string) => res.unexpected.push({ file, line, what });
@@ -321,7 +337,8 @@ export async function runCorpus(dir: string, onFile?: (r: FileResult) => void): 
   const jsonDir = join(dir, 'json');
   const out: CorpusResult = {
     source: meta.source, scripts: meta.files, converted: meta.converted, notConverted: meta.files - meta.converted,
-    modules: 0, rewritten: 0, checked: 0, skipped: {}, differences: [], unexpected: [], safepointCalls: 0, files: [],
+    modules: 0, rewritten: 0, checked: 0, skipped: {}, differences: [], unexpected: [], safepointCalls: 0,
+    checksKept: 0, checksDropped: 0, unpruned: [], files: [],
   };
   for (const name of readdirSync(jsonDir).filter((f) => f.endsWith('.json')).sort()) {
     const r = await runScript(join(jsonDir, name), jsonDir);
@@ -329,6 +346,9 @@ export async function runCorpus(dir: string, onFile?: (r: FileResult) => void): 
     out.modules += r.modules;
     out.checked += r.checked;
     out.safepointCalls += r.safepointCalls;
+    out.checksKept += r.checksKept;
+    out.checksDropped += r.checksDropped;
+    out.unpruned.push(...r.unpruned);
     out.differences.push(...r.differences);
     out.unexpected.push(...r.unexpected);
     for (const [k, n] of Object.entries(r.skipped)) out.skipped[k] = (out.skipped[k] ?? 0) + n;

@@ -3,8 +3,9 @@ import wabtInit from 'wabt';
 
 const wabt = await wabtInit();
 
-export function wat(src: string): Uint8Array<ArrayBuffer> {
-  const m = wabt.parseWat('test.wat', src, { threads: true });
+/** `features`: wabt feature flags to enable besides threads (e.g. `{ tail_call: true }`). */
+export function wat(src: string, features: Record<string, boolean> = {}): Uint8Array<ArrayBuffer> {
+  const m = wabt.parseWat('test.wat', src, { threads: true, ...features });
   try {
     m.resolveNames();
     return new Uint8Array(m.toBinary({ write_debug_names: true }).buffer);

@@ -29,6 +29,16 @@ t.test('wv run spin --timeout destroys it and exits 4', async (t) => {
   t.match(r.stderr, /ended: destroyed/);
 });
 
+t.test('wv run --boot: the watchdog option shuts a spinner down (exit 2); a bad option is named (exit 1)', async (t) => {
+  const r = run('run', 'spin', '--boot', 'nosmp watchdog watchdog_timeout=0.3', '--json');
+  t.equal(r.status, 2);
+  t.equal(JSON.parse(r.stdout.trim().split('\n').at(-1)!).reason, 'watchdog');
+  t.match(r.stderr, /ended: watchdog/);
+  const bad = run('run', 'hello', '--boot', 'nosmp dom0_mem=lots');
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /wv: invalid boot option dom0_mem: "lots" is not a size/);
+});
+
 t.test('wv check refuses a non-Wasm file with its code', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wv-'));
   const bad = join(dir, 'bad.wasm');

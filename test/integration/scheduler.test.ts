@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Hypervisor } from '../../runtime/index.ts';
-import { spinner, ponger, timedPinger, until } from '../helpers/wat.ts';
+import { spinner, ponger, timedPinger, until, wat, MEM, SHUTDOWN } from '../helpers/wat.ts';
 
 t.test('two spinning domains with mcuadv 1:3 on one CPU share it 3:1 within 10 %', async (t) => {
   const hv = new Hypervisor({ cpus: 1 });
@@ -66,4 +66,31 @@ t.test('nosmp: with one CPU every domain runs on CPU 0; with two, pinning is obe
   const b = await Promise.all([1, 2, 3].map(() => two.createDomain({ image: spinner(), memory: 1, cpu: 1 })));
   t.same(b.map((d) => d.cpu), [1, 1, 1]);
   t.same(two.list().filter((d) => d.id !== 0).map((d) => d.cpu), [1, 1, 1], 'list shows where each runs');
+});
+
+t.test('pincpu: a domain already on the CPU is pinned now; one elsewhere moves there at its next start', async (t) => {
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  // Sleeps 300 ms, then reboots (shutdown reason 1).
+  const rebooter = wat(`(module ${MEM} ${SHUTDOWN}
+    (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
+    (import "wasmvisor:hypercall/time@0.1.0" "monotonic-now" (func $now (result i64)))
+    (func (export "start") (drop (call $block (i64.add (call $now) (i64.const 300000000)))) (drop (call $shutdown (i32.const 1)))))`);
+  const d = await hv.createDomain({ image: rebooter, name: 'pinme', memory: 1, cpu: 0, onReboot: 'restart' });
+  t.same(hv.pin('pinme', 0), { cpu: 0, pinned: 0, effective: 'now' });
+  t.same(hv.pin(d.id, 1), { cpu: 0, pinned: 1, effective: 'next-start' });
+  const row = hv.list().find((r) => r.id === d.id)!;
+  t.equal(row.cpu, 0, 'still running on CPU 0');
+  t.equal(row.pinned, 1, 'list shows the pin');
+  t.throws(() => hv.pin(d.id, 2), { code: 'WV_ERR_INVALID_ARGUMENT', message: /2 is not a CPU of this hypervisor \(0\.\.1\)/ });
+  t.throws(() => hv.pin(d.id, -1), { code: 'WV_ERR_INVALID_ARGUMENT' });
+  t.throws(() => hv.pin(999, 0), { code: 'WV_ERR_NO_SUCH_DOMAIN' });
+  // It reboots and is restarted by policy: the new domain starts on the pinned CPU.
+  t.same(await d.waitForExit(), { reason: 'reboot' });
+  const deadline = Date.now() + 5000;
+  while (!hv.kernel.find('pinme') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const again = hv.domain('pinme');
+  t.not(again.id, d.id);
+  t.equal(again.cpu, 1, 'the restarted domain runs on CPU 1');
+  await again.destroy();
 });

@@ -56,3 +56,40 @@ t.test('by policy, a domain whose watchdog expired is restarted', async (t) => {
   t.match(hv.dmesg().join('\n'), /hung\): restarting after watchdog/);
   await again.destroy();
 });
+
+t.test('the watchdog boot option arms every domain: one that never pets it is shut down, one that pets it lives', async (t) => {
+  const hv = new Hypervisor({ boot: 'nosmp watchdog watchdog_timeout=0.15' });
+  t.teardown(() => hv.close());
+  t.equal(hv.cpus, 1, 'nosmp');
+  t.equal(hv.watchdogMs, 150);
+  // Spins without ever calling sched.watchdog.
+  const spin = wat(`(module ${MEM} (func (export "start") (local i32)
+    (loop $l (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br $l))))`);
+  // Pets every 30 ms for 400 ms (longer than the timeout), then powers off.
+  const pet = wat(`(module ${MEM} ${WATCHDOG} ${BLOCK} ${NOW} ${SHUTDOWN}
+    (func (export "start") (local $i i32)
+      (loop $l
+        (drop (call $watchdog (i32.const 150)))
+        (drop (call $block (i64.add (call $now) (i64.const 30000000))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 13))))
+      (drop (call $shutdown (i32.const 0)))))`);
+  const a = await hv.createDomain({ image: spin, name: 'silent', memory: 1, onWatchdog: 'preserve' });
+  const b = await hv.createDomain({ image: pet, name: 'petting', memory: 1, onPoweroff: 'preserve' });
+  const t0 = performance.now();
+  t.same(await a.waitForExit(), { reason: 'watchdog' });
+  const took = performance.now() - t0;
+  t.ok(took >= 140 && took < 3000, `the silent one after ${took.toFixed(0)} ms`);
+  t.same(await b.waitForExit(), { reason: 'poweroff' }, 'the petting one ran to its end');
+  t.match(hv.dmesg().join('\n'), /silent\): watchdog expired/);
+});
+
+t.test('without the boot option a guest that never arms its watchdog is left alone', async (t) => {
+  const hv = new Hypervisor({ boot: 'nosmp' });
+  t.teardown(() => hv.close());
+  t.equal(hv.watchdogMs, undefined);
+  const quiet = wat(`(module ${MEM} ${BLOCK} ${NOW} ${SHUTDOWN}
+    (func (export "start") (drop (call $block (i64.add (call $now) (i64.const 300000000)))) (drop (call $shutdown (i32.const 0)))))`);
+  const d = await hv.createDomain({ image: quiet, memory: 1 });
+  t.same(await d.waitForExit(), { reason: 'poweroff' });
+});
