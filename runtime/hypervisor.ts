@@ -195,6 +195,7 @@ export class Hypervisor implements AsyncDisposable {
       onHostRespawn: (_cpu, send) => {
         for (const d of this.#domains.values()) if (d.memory) send({ t: 'domain', domid: d.id, memory: d.memory });
       },
+      onTickerFailure: (reason) => this.kernel.log.error(`${reason}; a new ticker took over`),
     });
     this.#control = {
       pause: (d) => this.pause(d.id),
@@ -562,6 +563,9 @@ export class Hypervisor implements AsyncDisposable {
     const cpu = this.#pool.cpuOf(domid);
     if (cpu !== undefined) Atomics.or(this.#attention[cpu]!, 0, Attention.CONTROL);
   }
+
+  /** For tests: end the ticker thread as a failure would. */
+  killTickerForTest(): Promise<number> { return this.#pool.killTickerForTest(); }
 
   /** The boot watchdog's timeout, ms, if the `watchdog` boot option is on. */
   get watchdogMs(): number | undefined { return this.#watchdogMs; }

@@ -12,6 +12,8 @@ export interface CpuPoolHooks {
   onHostFailure(cpu: number, domids: number[], reason: string): void;
   /** A replacement vCPU host started; `send` reaches it (to replay what every host must know). */
   onHostRespawn?(cpu: number, send: (msg: ToHost) => void): void;
+  /** The ticker thread died (a new one was started). */
+  onTickerFailure?(reason: string): void;
 }
 
 interface Cpu {
@@ -37,7 +39,8 @@ export class CpuPool {
   readonly #hooks: CpuPoolHooks;
   readonly #init: Omit<HostInit, 'cpu'>;
   readonly #where = new Map<number, Cpu>();
-  readonly #ticker: Worker;
+  #ticker: Worker;
+  readonly #tickerData: { flags: readonly WebAssembly.Memory[]; control: SharedArrayBuffer };
   readonly #tickControl = new Int32Array(new SharedArrayBuffer(4));
   #closed = false;
 
@@ -50,8 +53,8 @@ export class CpuPool {
       this.#cpus.push(cpu);
     }
     Atomics.store(this.#tickControl, 0, tickUs(sliceMs));
-    this.#ticker = new Worker(workerUrl('ticker-worker'), { workerData: { flags: tables.flags, control: this.#tickControl.buffer } });
-    this.#ticker.unref();
+    this.#tickerData = { flags: tables.flags, control: this.#tickControl.buffer as SharedArrayBuffer };
+    this.#ticker = this.#spawnTicker();
   }
 
   /** Follow a new time slice (the ticker sets attention words four times per slice). */
@@ -60,6 +63,32 @@ export class CpuPool {
   }
 
   get count(): number { return this.#cpus.length; }
+
+  /**
+   * The ticker thread. Should it die (a thread can run out of heap when the
+   * host is out of address space), a new one takes over: without ticks a
+   * spinning guest would keep its CPU, and an unhandled worker error would
+   * end the host process.
+   */
+  #spawnTicker(): Worker {
+    const worker = new Worker(workerUrl('ticker-worker'), { workerData: this.#tickerData });
+    let failed = false;
+    const fail = (reason: string): void => {
+      if (failed || this.#closed) return;
+      failed = true;
+      this.#hooks.onTickerFailure?.(reason);
+      this.#ticker = this.#spawnTicker();
+    };
+    worker.on('error', (err: Error) => fail(`ticker failed: ${err.message}`));
+    worker.on('exit', (code) => fail(`ticker exited with code ${code}`));
+    worker.unref();
+    return worker;
+  }
+
+  /** For tests: end the ticker thread as a failure would. */
+  killTickerForTest(): Promise<number> {
+    return this.#ticker.terminate();
+  }
 
   #spawn(cpu: Cpu): Worker {
     const worker = new Worker(workerUrl('vcpu-worker'), { workerData: { ...this.#init, cpu: cpu.index } satisfies HostInit });
