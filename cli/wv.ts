@@ -4,8 +4,9 @@
  * command is a thin caller of the embedding API.
  */
 import { Argument, Command, InvalidArgumentError as CommanderArgError } from 'commander';
-import { Hypervisor } from '../runtime/hypervisor.ts';
-import { WvError } from '../kernel/errors.ts';
+import { Hypervisor, type DomainConfig } from '../runtime/hypervisor.ts';
+import { InvalidArgumentError, WvError } from '../kernel/errors.ts';
+import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '../runtime/toolstack/domain-config.ts';
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
 import { runDemo, runPingpong } from './demo.ts';
 import { existsSync } from 'node:fs';
@@ -61,17 +62,40 @@ program
 program
   .command('run')
   .description('run one guest to completion, its console on stdout; the exit status tells how it ended')
-  .argument('<image>', 'guest image: a .wasm path or a reference guest name (hello, ticker, spin, crash, ...)')
+  .argument('[image]', 'guest image: a .wasm path or a reference guest name (hello, ticker, spin, crash, ...); or give -f')
+  .option('-f, --config <file>', 'an xl.cfg-style domain config file (kernel, memory, cmdline, on_*, cpus, BVT; see docs/config.md)')
+  .option('-D, --define <var=value>', 'set a config variable (several joined by ":", or repeat -D)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--dry-run', 'with -f: print the resolved domain and create nothing')
   .option('-n, --name <name>', 'domain name')
   .option('-m, --memory <MiB>', 'memory allocation in MiB', positiveNumber('memory'), 16)
   .option('-c, --cmdline <text>', 'guest command line', '')
   .option('-t, --timeout <seconds>', 'destroy the domain after this long', positiveNumber('timeout'))
   .option('--json', 'print how it ended as JSON on stdout after the console')
   .option('-b, --boot <options>', 'hypervisor boot line, as Xen\'s: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS')
-  .action(async (image: string, opts: { name?: string; memory: number; cmdline: string; timeout?: number; json?: boolean; boot?: string }) => {
+  .action(async (image: string | undefined, opts: { name?: string; memory: number; cmdline: string; timeout?: number; json?: boolean; boot?: string; config?: string; define?: string[]; dryRun?: boolean }, cmd: Command) => {
+    const explicit = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
+    let config: DomainConfig;
+    if (opts.config !== undefined) {
+      if (image !== undefined) throw new InvalidArgumentError('arguments', 'give an image or -f, not both');
+      const d = loadDomainConfig(opts.config, parseDefines(opts.define ?? []), (s) => (REFERENCE_GUESTS as readonly string[]).includes(s));
+      if (opts.dryRun) {
+        process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : describeDomain(d));
+        return;
+      }
+      config = {
+        ...toDomainConfig(d, resolveImage),
+        ...(explicit('name') ? { name: opts.name } : {}),
+        ...(explicit('memory') ? { memory: opts.memory } : {}),
+        ...(explicit('cmdline') ? { cmdline: opts.cmdline } : {}),
+      };
+    } else {
+      if (image === undefined) throw new InvalidArgumentError('arguments', 'give a guest image or -f CONFIG');
+      if (opts.dryRun) throw new InvalidArgumentError('arguments', '--dry-run needs -f CONFIG');
+      config = { image: resolveImage(image), name: opts.name, memory: opts.memory, cmdline: opts.cmdline };
+    }
     const hv = new Hypervisor(opts.boot !== undefined ? { boot: opts.boot } : {});
     try {
-      const dom = await hv.createDomain({ image: resolveImage(image), name: opts.name, memory: opts.memory, cmdline: opts.cmdline });
+      const dom = await hv.createDomain(config);
       dom.onConsole((b) => process.stdout.write(b));
       const timer = opts.timeout ? setTimeout(() => { void dom.destroy(); }, opts.timeout * 1000) : undefined;
       // Ctrl-C asks the guest to shut down (virq 2) and destroys it 3 s later if it does not.

@@ -8,3 +8,8 @@ export type { DomainExit, ExitAction } from './domain.ts';
 export { GuestImage } from './loader/image.ts';
 export type { Phase, ShutdownReason, CrashRecord } from '../kernel/domain.ts';
 export * from '../kernel/errors.ts';
+export { ConfigError, parseConfig } from './toolstack/xlcfg.ts';
+export type { CfgValue, ParsedConfig } from './toolstack/xlcfg.ts';
+export { loadDomainConfig, resolveDomainConfig, toDomainConfig, describeDomain, parseDefines, CONFIG_KEYS } from './toolstack/domain-config.ts';
+export type { ResolvedDomain } from './toolstack/domain-config.ts';
+export { parseBootOptions } from './boot-options.ts';

@@ -39,6 +39,28 @@ t.test('wv run --boot: the watchdog option shuts a spinner down (exit 2); a bad 
   t.match(bad.stderr, /wv: invalid boot option dom0_mem: "lots" is not a size/);
 });
 
+t.test('wv run -f runs a domain from an xl.cfg file with -D variables; --dry-run creates nothing; errors name file:line:col', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wv-'));
+  const cfg = join(dir, 'defaults');
+  writeFileSync(cfg, 'require = [ "ip" ]\nname = "vm-${vmid:-1}"\nkernel = "hello"\nmemory = "${mem:-64}"\ncmdline = "ip=${ip} 4"\n');
+  const dry = run('run', '-f', cfg, '-D', 'ip=10.0.0.7:mem=100', '-D', 'vmid=3', '--dry-run');
+  t.equal(dry.status, 0, dry.stderr);
+  t.match(dry.stdout, /VM name\s+: "vm-3"/);
+  t.match(dry.stdout, /VM memory \(MB\)\s+: "100"/);
+  t.match(dry.stdout, /VM cmdline\s+: "ip=10\.0\.0\.7 4"/);
+  const j = JSON.parse(run('run', '-f', cfg, '-D', 'ip=1.2.3.4', '--dry-run', '--json').stdout);
+  t.same([j.name, j.memory, j.cmdline], ['vm-1', 64, 'ip=1.2.3.4 4']);
+  const real = run('run', '-f', cfg, '-D', 'ip=10.0.0.9', '--json');
+  t.equal(real.status, 0, real.stderr);
+  t.match(real.stdout, 'cmdline: ip=10.0.0.9 4', 'the guest saw the command line from the config');
+  t.equal(JSON.parse(real.stdout.trim().split('\n').at(-1)!).name, 'vm-1');
+  const missing = run('run', '-f', cfg, '--dry-run');
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, /defaults:1:1: this config requires variable "ip": give it with -D ip=VALUE \[WV_ERR_CONFIG\]/);
+  writeFileSync(cfg, 'kernel = "hello"\nmemory = 64 64\n');
+  t.match(run('run', '-f', cfg).stderr, /defaults:2:13: expected the end of the line/);
+});
+
 t.test('wv check refuses a non-Wasm file with its code', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wv-'));
   const bad = join(dir, 'bad.wasm');
