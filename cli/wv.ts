@@ -9,6 +9,7 @@ import { InvalidArgumentError, WvError } from '../kernel/errors.ts';
 import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '../runtime/toolstack/domain-config.ts';
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
 import { runDemo, runPingpong } from './demo.ts';
+import { addToolstackCommands } from './toolstack.ts';
 import { existsSync } from 'node:fs';
 
 const VERSION = '0.1.0';
@@ -153,6 +154,8 @@ program
       process.stdout.write(`${g.padEnd(10)} ${where}\n`);
     }
   });
+
+addToolstackCommands(program, resolveImage, (s) => (REFERENCE_GUESTS as readonly string[]).includes(s));
 
 try {
   await program.parseAsync(process.argv);

@@ -382,6 +382,7 @@ t.test('every error number is positive and distinct', async (t) => {
 const CORE_SIGNATURES = {
   'wasmvisor:hypercall/console@0.1.0': {
     write: [['i32', 'i32'], ['i32']],
+    read: [['i32', 'i32'], ['i32']],
   },
   'wasmvisor:hypercall/start-info@0.1.0': {
     'domain-id': [[], ['i32']],

@@ -34,6 +34,7 @@ export interface HypercallSpec {
 
 export const HYPERCALLS: readonly HypercallSpec[] = [
   { id: 1, iface: 'console', name: 'write', errors: ['E2BIG', 'EAGAIN', 'EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 2, iface: 'console', name: 'read', errors: ['EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },
   { id: 16, iface: 'start-info', name: 'domain-id', errors: [], suspends: false, params: [], results: ['i32'] },
   { id: 17, iface: 'start-info', name: 'memory-size', errors: [], suspends: false, params: [], results: ['i64'] },
   { id: 18, iface: 'start-info', name: 'cmdline', errors: ['EFAULT'], suspends: false, params: ['i32', 'i32'], results: ['i32'] },

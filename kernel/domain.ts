@@ -73,7 +73,8 @@ export interface CrashRecord {
  */
 export class DomainRecord {
   readonly id: number;
-  readonly name: string;
+  /** Changed only by `Kernel.rename`, which keeps its name index in step. */
+  name: string;
   /** Allocation in bytes: the maximum the domain's memory may reach. */
   readonly memoryBytes: number;
   readonly cmdline: string;

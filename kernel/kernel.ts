@@ -113,6 +113,23 @@ export class Kernel {
     return dom;
   }
 
+  /** Rename a domain (`xl rename`). Domain 0 keeps its name. */
+  rename(ref: number | string, name: string): DomainRecord {
+    const dom = this.get(ref);
+    if (dom.id === 0) throw new InvalidArgumentError('domain name', 'domain 0 cannot be renamed');
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
+      throw new InvalidArgumentError('domain name', `"${name}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    }
+    if (name === dom.name) return dom;
+    if (this.#byName.has(name)) throw new DomainExistsError(name);
+    this.#byName.delete(dom.name);
+    const old = dom.name;
+    dom.name = name;
+    this.#byName.set(name, dom);
+    this.log.info(`domain ${dom.id}: renamed from ${old} to ${name}`);
+    return dom;
+  }
+
   /** Look a domain up by id or name; throws NoSuchDomainError. */
   get(ref: number | string): DomainRecord {
     const dom = typeof ref === 'number' ? this.#domains.get(ref) : this.#byName.get(ref);

@@ -408,6 +408,19 @@ export class Hypervisor implements AsyncDisposable {
     this.kernel.log.info(`bvt slice ${ms} ms`);
   }
 
+  /**
+   * Type into a domain's console (what `wv console` sends): the bytes wait
+   * for the guest's `console.read` and its console virq is raised. Input a
+   * guest leaves unread is bounded (64 KiB); the rest is dropped.
+   */
+  consoleInput(ref: number | string, bytes: Uint8Array): void {
+    const dom = this.domain(ref);
+    if (!isLive(dom.record.phase)) throw new DomainPhaseError(dom.id, 'send console input to', dom.record.phase);
+    if (bytes.length === 0) return;
+    const copy = bytes.slice();
+    this.#pool.send(dom.id, { t: 'console-in', domid: dom.id, bytes: copy });
+  }
+
   /** The kernel log, formatted. */
   dmesg(): string[] { return this.kernel.log.lines(); }
 

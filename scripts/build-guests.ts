@@ -110,6 +110,7 @@ const steps: [string, () => Promise<void> | void][] = [
   ['crash', () => buildAs('crash', ['-O0'])],
   ['ping', () => buildAs('ping', ['-O2'])],
   ['pong', () => buildAs('pong', ['-O2'])],
+  ['echo', () => buildAs('echo', ['-O2'])],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
   ['cpubench', () => buildC('cpubench', 'cpubench.c')],

@@ -89,7 +89,9 @@ export type ToHost =
   | { t: 'kill'; domid: number }
   | { t: 'sched'; domid: number; params: BvtParams }
   | { t: 'slice'; sliceMs: number }
-  | { t: 'event'; domid: number };
+  | { t: 'event'; domid: number }
+  /** Keyboard input for a domain's console (raises its console virq). */
+  | { t: 'console-in'; domid: number; bytes: Uint8Array };
 
 export type GuestExit =
   | { kind: 'shutdown'; reason: ShutdownReason }

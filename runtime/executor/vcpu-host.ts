@@ -24,7 +24,13 @@ import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
 
 type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'dead';
 
+/** Console input waiting for a guest to read it, at most (bytes). */
+const CONSOLE_INPUT_MAX = 64 * 1024;
+
 interface Guest {
+  /** Console input not yet read (console.read), and its total size. */
+  input: Uint8Array[];
+  inputBytes: number;
   readonly domid: number;
   readonly memory: WebAssembly.Memory;
   readonly memoryBytes: number;
@@ -160,6 +166,18 @@ export class VcpuHost {
         if (g) this.#raiseEvent(g);
         return;
       }
+      case 'console-in': {
+        const g = this.#guests.get(msg.domid);
+        if (!g) return;
+        // Input the guest does not read is bounded: past the limit it is dropped.
+        const room = CONSOLE_INPUT_MAX - g.inputBytes;
+        if (room <= 0) return;
+        const chunk = msg.bytes.length > room ? msg.bytes.subarray(0, room) : msg.bytes;
+        g.input.push(chunk);
+        g.inputBytes += chunk.length;
+        this.#evtchn.raiseVirq(g.domid, Virq.CONSOLE);
+        return;
+      }
     }
   }
 
@@ -245,6 +263,8 @@ export class VcpuHost {
       blockTimer: undefined,
       timer: undefined,
       watchdog: undefined,
+      input: [],
+      inputBytes: 0,
       sliceStart: 0,
       bvt: new BvtEntity(msg.sched ?? DEFAULT_BVT),
     };
@@ -495,6 +515,21 @@ export class VcpuHost {
           const copy = bytes().slice(d.value.ptr, d.value.ptr + d.value.len);
           this.#post({ t: 'console', domid: g.domid, bytes: copy }, [copy.buffer]);
           return d.value.len;
+        },
+        read: (ptr: number, cap: number): number => {
+          const d = decodeRange(mem(), ptr, cap);
+          if (!d.ok) return d.errno;
+          let moved = 0;
+          while (moved < d.value.len && g.input.length > 0) {
+            const head = g.input[0]!;
+            const n = Math.min(head.length, d.value.len - moved);
+            bytes().set(head.subarray(0, n), d.value.ptr + moved);
+            moved += n;
+            g.inputBytes -= n;
+            if (n === head.length) g.input.shift();
+            else g.input[0] = head.subarray(n);
+          }
+          return moved;
         },
       },
       'wasmvisor:hypercall/start-info@0.1.0': {

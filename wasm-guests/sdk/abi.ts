@@ -4,6 +4,9 @@
 @external("wasmvisor:hypercall/console@0.1.0", "write")
 export declare function console_write(ptr: usize, len: u32): i32;
 
+@external("wasmvisor:hypercall/console@0.1.0", "read")
+export declare function console_read(ptr: usize, cap: u32): i32;
+
 @external("wasmvisor:hypercall/start-info@0.1.0", "domain-id")
 export declare function start_info_domain_id(): u32;
 

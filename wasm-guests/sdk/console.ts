@@ -1,4 +1,4 @@
-import { console_write, sched_yield, EAGAIN } from "./abi";
+import { console_read, console_write, sched_yield, EAGAIN } from "./abi";
 
 /** Write raw bytes to the domain's console; returns bytes written or a negative errno. */
 export function writeBytes(ptr: usize, len: u32): i32 {
@@ -24,4 +24,13 @@ export function print(s: string): void {
 /** Print a string and a newline. */
 export function println(s: string): void {
   print(s + "\n");
+}
+
+/**
+ * Move up to `cap` bytes of console input (what `wv console` types) to
+ * `ptr`; returns the count, 0 when there is none (bind VIRQ_CONSOLE and
+ * block to wait for more), or a negative errno.
+ */
+export function readBytes(ptr: usize, cap: u32): i32 {
+  return console_read(ptr, cap);
 }

@@ -7,3 +7,9 @@
  * -eagain while the console is full (the toolstack has not caught up).
  */
 export function write(ptr: number, len: number): number;
+/**
+ * Move up to `cap` bytes of keyboard input (what `wv console` types) to
+ * guest address `ptr`. Returns the number of bytes moved, 0 when there is
+ * none (virq 1, console, is raised when input arrives), or -efault.
+ */
+export function read(ptr: number, cap: number): number;

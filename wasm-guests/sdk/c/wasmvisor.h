@@ -10,6 +10,7 @@
   __attribute__((import_module("wasmvisor:hypercall/" iface "@0.1.0"), import_name(name)))
 
 WV_IMPORT("console", "write") int32_t wv_console_write(const void *ptr, uint32_t len);
+WV_IMPORT("console", "read") int32_t wv_console_read(void *ptr, uint32_t cap);
 WV_IMPORT("start-info", "domain-id") uint32_t wv_domain_id(void);
 WV_IMPORT("start-info", "memory-size") uint64_t wv_memory_size(void);
 WV_IMPORT("start-info", "cmdline") int32_t wv_cmdline(void *ptr, uint32_t cap);

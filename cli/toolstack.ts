@@ -1,0 +1,321 @@
+/**
+ * The domain-0 commands that talk to the toolstack daemon (`wv boot`): each
+ * is one action of runtime/toolstack/protocol.ts sent over the control
+ * socket. `--json` prints the daemon's result as JSON.
+ */
+import { Command } from 'commander';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from '../kernel/errors.ts';
+import type { DomainInfo } from '../runtime/hypervisor.ts';
+import { ToolstackClient, NoDaemonError } from '../runtime/toolstack/client.ts';
+import { DaemonRunningError, defaultStateDir, socketPath, startDaemon } from '../runtime/toolstack/daemon.ts';
+import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
+import type { Action, CreateSpec, Results } from '../runtime/toolstack/protocol.ts';
+import { formatList } from './format.ts';
+
+const MiB = 1024 * 1024;
+
+/** The config `create` reads when given neither an image nor -f (like the CD's /etc/xc/defaults). */
+export function defaultConfigPath(): string {
+  return process.env.WV_DEFAULT_CONFIG ?? '/etc/wv/defaults';
+}
+
+function stateDir(cmd: Command): string {
+  const g = cmd.optsWithGlobals() as { stateDir?: string };
+  return resolve(g.stateDir ?? defaultStateDir());
+}
+
+async function call<A extends Action>(cmd: Command, action: A): Promise<Results[A['op']]> {
+  const client = await ToolstackClient.connect(stateDir(cmd));
+  try {
+    return await client.request(action);
+  } finally {
+    client.close();
+  }
+}
+
+function out(json: boolean | undefined, value: unknown, text: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : text());
+}
+
+function domArg(s: string): number | string {
+  return /^\d+$/.test(s) ? Number(s) : s;
+}
+
+function longList(rows: readonly DomainInfo[]): string {
+  return rows.map((r) => [
+    `${r.name} (id ${r.id})`,
+    `  phase      ${r.phase}${r.shutdownReason ? ` (${r.shutdownReason})` : ''}`,
+    `  memory     ${r.memoryBytes / MiB} MiB`,
+    `  cpu        ${r.cpu ?? '-'}${r.pinned !== undefined ? ` (pinned to ${r.pinned})` : ''}`,
+    `  cpu time   ${(r.cpuTimeNs / 1e9).toFixed(3)} s`,
+    `  image      ${r.image}`,
+    ...(r.sched ? [`  bvt        mcuadv ${r.sched.mcuadv} warp ${r.sched.warp} warpl ${r.sched.warpl} warpu ${r.sched.warpu}`] : []),
+  ].join('\n')).join('\n\n') + '\n';
+}
+
+/** Start the daemon: in this process (--foreground), or as a detached child, returning once its socket answers. */
+async function boot(opts: { foreground?: boolean; boot?: string }, dir: string): Promise<void> {
+  if (opts.foreground) {
+    const d = await startDaemon({ stateDir: dir, ...(opts.boot !== undefined ? { boot: opts.boot } : {}) });
+    process.stderr.write(`wv: daemon running (pid ${process.pid}), socket ${d.socket}\n`);
+    const stop = (): void => { void d.stop(); };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    await d.stopped;
+    return;
+  }
+  // Refuse at once over a live daemon (the child would, but less visibly).
+  try {
+    const c = await ToolstackClient.connect(dir);
+    c.close();
+    const pid = existsSync(join(dir, 'wv.pid')) ? readFileSync(join(dir, 'wv.pid'), 'utf8').trim() : '?';
+    throw new DaemonRunningError(socketPath(dir), pid);
+  } catch (err) {
+    if (!(err instanceof NoDaemonError)) throw err;
+  }
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const errFile = join(dir, 'wv.boot.err');
+  const errFd = openSync(errFile, 'w');
+  const self = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './wv.ts' : './wv.js', import.meta.url));
+  const args = [self, '--state-dir', dir, 'boot', '--foreground', ...(opts.boot !== undefined ? ['--boot', opts.boot] : [])];
+  const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', 'ignore', errFd] });
+  closeSync(errFd);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => { exited = code; });
+  child.unref();
+  const deadline = Date.now() + 15_000;
+  process.stderr.write('wv: starting the daemon');
+  for (;;) {
+    try {
+      const c = await ToolstackClient.connect(dir);
+      const info = await c.request({ op: 'info' });
+      c.close();
+      process.stderr.write(`\nwv: daemon running (pid ${info.pid}), socket ${socketPath(dir)}\n`);
+      return;
+    } catch (err) {
+      if (!(err instanceof NoDaemonError)) throw err;
+    }
+    if (exited !== undefined || Date.now() > deadline) {
+      const why = existsSync(errFile) ? readFileSync(errFile, 'utf8').trim().split('\n').at(-1) ?? '' : '';
+      process.stderr.write('\n');
+      throw new InvalidArgumentError('boot', `the daemon did not start${why ? `: ${why.replace(/^wv: /, '')}` : ''}`);
+    }
+    process.stderr.write('.');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Register the toolstack commands on `program`. `resolveImage` maps a reference guest name to its path. */
+export function addToolstackCommands(program: Command, resolveImage: (s: string) => string, isGuestName: (s: string) => boolean): void {
+  program.option('--state-dir <dir>', 'the daemon\'s state directory (socket, pid file, log); default $WV_STATE_DIR or a per-user directory');
+
+  program.command('boot')
+    .description('start the toolstack daemon: a hypervisor in the background, driven through a control socket')
+    .option('--foreground', 'run in this process instead of detaching')
+    .option('-b, --boot <options>', 'hypervisor boot line: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS')
+    .action(async (opts: { foreground?: boolean; boot?: string }, cmd: Command) => boot(opts, stateDir(cmd)));
+
+  program.command('shutdown-host')
+    .description('shut every domain down (destroying those that do not stop in time) and stop the daemon')
+    .option('-t, --timeout <seconds>', 'how long each domain may take', '10')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { timeout: string; json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, { op: 'shutdown-host', timeoutMs: Number(opts.timeout) * 1000 });
+      out(opts.json, r, () => `wv: ${r.domains} domain(s) stopped; the daemon is exiting\n`);
+    });
+
+  program.command('create')
+    .description('create a domain on the daemon from a config file (xl.cfg syntax, docs/config.md) or an image')
+    .argument('[image]', 'a guest image (path or reference guest name) instead of a config file')
+    .option('-f, --config <file>', `the domain config file (default ${defaultConfigPath()})`)
+    .option('-D, --define <var=value>', 'set a config variable (several joined by ":", or repeat -D)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('-n, --dry-run', 'print the resolved domain and create nothing')
+    .option('--name <name>', 'domain name (overrides the config)')
+    .option('-m, --memory <MiB>', 'memory in MiB (overrides the config)')
+    .option('-c, --cmdline <text>', 'guest command line (overrides the config)')
+    .option('-p, --paused', 'create it paused')
+    .option('--json', 'print the created domain (or the dry run) as JSON')
+    .action(async (image: string | undefined, opts: { config?: string; define?: string[]; dryRun?: boolean; name?: string; memory?: string; cmdline?: string; paused?: boolean; json?: boolean }, cmd: Command) => {
+      let spec: CreateSpec;
+      if (image !== undefined && opts.config !== undefined) throw new InvalidArgumentError('arguments', 'give an image or -f, not both');
+      if (image === undefined) {
+        const file = resolve(opts.config ?? defaultConfigPath());
+        const d = loadDomainConfig(file, parseDefines(opts.define ?? []), isGuestName);
+        if (opts.dryRun) { out(opts.json, d, () => describeDomain(d)); return; }
+        for (const [what, given] of [['disk', d.disk.length > 0], ['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
+          if (given) throw new InvalidArgumentError(`config ${file}`, `"${what}" is not supported yet by this version (block devices, networks and ramdisks come with their own issues)`);
+        }
+        spec = {
+          image: resolveImage(d.kernel), memory: d.memory, cmdline: d.cmdline, onPoweroff: d.onPoweroff, onReboot: d.onReboot,
+          onCrash: d.onCrash, onWatchdog: d.onWatchdog, sched: d.sched,
+          ...(d.name !== undefined ? { name: d.name } : {}), ...(d.cpu !== undefined ? { cpu: d.cpu } : {}),
+        };
+      } else {
+        if (opts.dryRun) throw new InvalidArgumentError('arguments', '--dry-run needs a config file');
+        spec = { image: resolve(resolveImage(image)) };
+      }
+      if (opts.name !== undefined) spec.name = opts.name;
+      if (opts.memory !== undefined) spec.memory = Number(opts.memory);
+      if (opts.cmdline !== undefined) spec.cmdline = opts.cmdline;
+      if (opts.paused) spec.paused = true;
+      spec.image = resolve(spec.image);
+      const r = await call(cmd, { op: 'create', spec });
+      out(opts.json, r, () => `wv: created domain ${r.id} (${r.name})\n`);
+    });
+
+  program.command('list')
+    .description('list the domains, like xl list')
+    .option('-l, --long', 'full detail for each domain')
+    .option('--json', 'print the rows as JSON')
+    .action(async (opts: { long?: boolean; json?: boolean }, cmd: Command) => {
+      const rows = await call(cmd, { op: 'list' });
+      out(opts.json, rows, () => (opts.long ? longList(rows) : `${formatList(rows)}\n`));
+    });
+
+  program.command('info')
+    .description('the host: version, CPUs, memory, domains, uptime')
+    .option('--json', 'print it as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const i = await call(cmd, { op: 'info' });
+      out(opts.json, i, () => [
+        `version         : ${i.version} (protocol ${i.protocol}, node ${i.node})`,
+        `daemon pid      : ${i.pid}`,
+        `nr_cpus         : ${i.cpus}`,
+        `total_memory    : ${Math.round(i.memoryTotalBytes / MiB)} MiB`,
+        `free_memory     : ${Math.round(i.memoryFreeBytes / MiB)} MiB`,
+        `dom0_memory     : ${Math.round(i.dom0MemoryBytes / MiB)} MiB`,
+        `domains         : ${i.domains}`,
+        `bvt slice       : ${i.sliceMs} ms`,
+        `watchdog        : ${i.watchdogMs === undefined ? 'off' : `${i.watchdogMs / 1000} s`}`,
+        `uptime          : ${i.uptimeS.toFixed(1)} s`,
+      ].join('\n') + '\n');
+    });
+
+  program.command('dmesg')
+    .description('the kernel log')
+    .option('--json', 'print the lines as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const lines = await call(cmd, { op: 'dmesg' });
+      out(opts.json, lines, () => `${lines.join('\n')}\n`);
+    });
+
+  for (const [name, desc] of [['pause', 'pause a domain (it keeps its memory, uses no CPU)'], ['unpause', 'resume a paused domain where it stopped']] as const) {
+    program.command(name).description(desc).argument('<domain>', 'id or name').option('--json', 'print the domain as JSON')
+      .action(async (dom: string, opts: { json?: boolean }, cmd: Command) => {
+        const r = await call(cmd, { op: name, dom: domArg(dom) });
+        out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) ${r.phase}\n`);
+      });
+  }
+
+  for (const [name, reason] of [['shutdown', 'poweroff'], ['reboot', 'reboot']] as const) {
+    program.command(name)
+      .description(`ask a domain to ${reason === 'poweroff' ? 'shut down' : 'reboot'} (virq 2); it is destroyed if it has not stopped after the timeout`)
+      .argument('<domain>', 'id or name')
+      .option('-w, --wait', 'wait until it has stopped')
+      .option('-t, --timeout <seconds>', 'destroy it if it has not stopped by then', '30')
+      .option('--json', 'print the result as JSON')
+      .action(async (dom: string, opts: { wait?: boolean; timeout: string; json?: boolean }, cmd: Command) => {
+        const r = await call(cmd, { op: 'shutdown', dom: domArg(dom), reason, wait: opts.wait ?? false, timeoutMs: Number(opts.timeout) * 1000 });
+        out(opts.json, r, () => (r.waited ? `wv: domain ${r.id} (${r.name}) stopped: ${r.reason}\n` : `wv: ${reason} requested for domain ${r.id} (${r.name})\n`));
+      });
+  }
+
+  program.command('destroy').description('kill a domain at once and free its memory').argument('<domain>', 'id or name')
+    .option('--json', 'print the result as JSON')
+    .action(async (dom: string, opts: { json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, { op: 'destroy', dom: domArg(dom) });
+      out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) destroyed\n`);
+    });
+
+  program.command('rename').description('rename a domain').argument('<domain>', 'id or name').argument('<new-name>', 'the new name')
+    .option('--json', 'print the domain as JSON')
+    .action(async (dom: string, name: string, opts: { json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, { op: 'rename', dom: domArg(dom), name });
+      out(opts.json, r, () => `wv: domain ${r.id} is now ${r.name}\n`);
+    });
+
+  program.command('uptime').description('how long each domain (or one) has been up').argument('[domain]', 'id or name')
+    .option('--json', 'print the rows as JSON')
+    .action(async (dom: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const rows = await call(cmd, dom === undefined ? { op: 'uptime' } : { op: 'uptime', dom: domArg(dom) });
+      out(opts.json, rows, () => `Name${' '.repeat(28)}ID  Uptime\n${rows.map((r) => `${r.name.padEnd(32)}${String(r.id).padStart(2)}  ${fmtUptime(r.uptimeS)}`).join('\n')}\n`);
+    });
+
+  program.command('vcpu-pin').description('pin a domain to a physical CPU (pincpu)').argument('<domain>', 'id or name').argument('<cpu>', 'CPU number')
+    .option('--json', 'print the result as JSON')
+    .action(async (dom: string, cpu: string, opts: { json?: boolean }, cmd: Command) => {
+      if (!/^\d+$/.test(cpu)) throw new InvalidArgumentError('cpu', `"${cpu}" is not a CPU number`);
+      const r = await call(cmd, { op: 'pin', dom: domArg(dom), cpu: Number(cpu) });
+      out(opts.json, r, () => `wv: domain ${r.id} pinned to cpu ${r.pinned}${r.effective === 'now' ? '' : ` (it runs on cpu ${r.cpu} until it next starts)`}\n`);
+    });
+
+  program.command('sched-bvt').description('show or set a domain\'s BVT parameters (cpu_bvtset)').argument('<domain>', 'id or name')
+    .option('--mcuadv <n>', 'inverse weight').option('--warp <us>', 'virtual time borrowed').option('--warpl <us>', 'warp limit').option('--warpu <us>', 'unwarp requirement')
+    .option('--json', 'print the parameters as JSON')
+    .action(async (dom: string, opts: { mcuadv?: string; warp?: string; warpl?: string; warpu?: string; json?: boolean }, cmd: Command) => {
+      const settings: Record<string, number> = {};
+      for (const k of ['mcuadv', 'warp', 'warpl', 'warpu'] as const) {
+        if (opts[k] === undefined) continue;
+        const n = Number(opts[k]);
+        if (!Number.isFinite(n)) throw new InvalidArgumentError(k, `"${opts[k]}" is not a number`);
+        settings[k] = n;
+      }
+      const r = await call(cmd, { op: 'sched-bvt', dom: domArg(dom), settings });
+      out(opts.json, r, () => `domain ${r.id}: mcuadv ${r.settings.mcuadv} warp ${r.settings.warp} warpl ${r.settings.warpl} warpu ${r.settings.warpu}\n`);
+    });
+
+  program.command('bvt-slice').description('show or set the BVT time slice (cpu_bvtslice)').argument('[ms]', 'the new slice, ms')
+    .option('--json', 'print it as JSON')
+    .action(async (ms: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, ms === undefined ? { op: 'bvt-slice' } : { op: 'bvt-slice', ms: Number(ms) });
+      out(opts.json, r, () => `bvt slice ${r.sliceMs} ms\n`);
+    });
+
+  program.command('debug-keys').description('the serial console\'s debug keys: h lists them (d domains, r run queues, e event channels, g grants, m memory)')
+    .argument('<key>', 'one key')
+    .action(async (key: string, _opts: unknown, cmd: Command) => {
+      const r = await call(cmd, { op: 'debug-keys', key });
+      process.stdout.write(r.text);
+    });
+
+  program.command('console').description('attach to a domain\'s console (replays what it holds; Ctrl-] detaches)').argument('<domain>', 'id or name')
+    .action(async (dom: string, _opts: unknown, cmd: Command) => {
+      const client = await ToolstackClient.connect(stateDir(cmd));
+      const con = await client.attachConsole(domArg(dom), (b) => process.stdout.write(b));
+      const stdin = process.stdin;
+      const tty = stdin.isTTY === true;
+      if (tty) stdin.setRawMode(true);
+      let detached = false;
+      const onKey = (b: Buffer): void => {
+        const at = b.indexOf(0x1d); // Ctrl-]
+        if (at >= 0) {
+          if (at > 0) con.send(b.subarray(0, at));
+          detached = true;
+          client.close();
+          return;
+        }
+        // In raw mode Enter is CR; guests read lines ending in LF.
+        con.send(tty ? Buffer.from(b.toString('binary').replace(/\r/g, '\n'), 'binary') : b);
+      };
+      stdin.on('data', onKey);
+      stdin.once('end', () => { if (!tty) { /* input ended: keep showing output until the domain stops */ } });
+      await con.ended;
+      stdin.off('data', onKey);
+      if (tty) stdin.setRawMode(false);
+      stdin.pause();
+      if (detached) process.stderr.write('\nwv: detached\n');
+    });
+}
+
+function fmtUptime(s: number): string {
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return `${d > 0 ? `${d} day${d > 1 ? 's' : ''}, ` : ''}${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}`;
+}

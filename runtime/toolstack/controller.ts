@@ -1,0 +1,264 @@
+/**
+ * The one place every domain-0 command is carried out (see protocol.ts).
+ * Actions arrive as untrusted JSON from the socket, so `parseAction` checks
+ * their shape first; the hypervisor checks each domain's phase.
+ */
+import { InvalidArgumentError } from '../../kernel/errors.ts';
+import { NR_PORTS, PortState } from '../../kernel/pv-table.ts';
+import type { Hypervisor, DomainInfo, SchedSettings } from '../hypervisor.ts';
+import { PROTOCOL_VERSION, type Action, type CreateSpec, type DomRef, type HostInfo, type Op, type Results } from './protocol.ts';
+
+export const VERSION = '0.1.0';
+
+const OPS: readonly Op[] = [
+  'create', 'list', 'info', 'dmesg', 'pause', 'unpause', 'shutdown', 'destroy', 'rename', 'uptime', 'pin',
+  'sched-bvt', 'bvt-slice', 'console-buffer', 'console', 'debug-keys', 'shutdown-host',
+];
+
+type Obj = Record<string, unknown>;
+
+function field(o: Obj, key: string, type: 'string' | 'number' | 'boolean' | 'object', optional: boolean): unknown {
+  const v = o[key];
+  if (v === undefined) {
+    if (optional) return undefined;
+    throw new InvalidArgumentError(`action field "${key}"`, 'it is missing');
+  }
+  if (typeof v !== type || v === null) throw new InvalidArgumentError(`action field "${key}"`, `it must be a ${type}, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+function domRef(o: Obj): DomRef {
+  const v = o.dom;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  if (typeof v === 'string' && v.length > 0) return /^\d+$/.test(v) ? Number(v) : v;
+  throw new InvalidArgumentError('domain', `${JSON.stringify(v)} is not a domain id or name`);
+}
+
+const EXIT_ACTIONS = ['destroy', 'restart', 'preserve'];
+
+function createSpec(v: unknown): CreateSpec {
+  if (typeof v !== 'object' || v === null) throw new InvalidArgumentError('action field "spec"', 'it must be an object');
+  const o = v as Obj;
+  const spec: CreateSpec = { image: field(o, 'image', 'string', false) as string };
+  const name = field(o, 'name', 'string', true);
+  if (name !== undefined) spec.name = name as string;
+  const memory = field(o, 'memory', 'number', true);
+  if (memory !== undefined) spec.memory = memory as number;
+  const cmdline = field(o, 'cmdline', 'string', true);
+  if (cmdline !== undefined) spec.cmdline = cmdline as string;
+  const paused = field(o, 'paused', 'boolean', true);
+  if (paused !== undefined) spec.paused = paused as boolean;
+  for (const k of ['onPoweroff', 'onReboot', 'onCrash', 'onWatchdog'] as const) {
+    const a = field(o, k, 'string', true);
+    if (a === undefined) continue;
+    if (!EXIT_ACTIONS.includes(a as string)) throw new InvalidArgumentError(`action field "${k}"`, `"${String(a)}" is not destroy, restart or preserve`);
+    spec[k] = a as CreateSpec['onPoweroff'];
+  }
+  const cpu = field(o, 'cpu', 'number', true);
+  if (cpu !== undefined) spec.cpu = cpu as number;
+  const sched = field(o, 'sched', 'object', true);
+  if (sched !== undefined) spec.sched = schedSettings(sched);
+  return spec;
+}
+
+function schedSettings(v: unknown): SchedSettings {
+  if (typeof v !== 'object' || v === null) throw new InvalidArgumentError('action field "settings"', 'it must be an object');
+  const o = v as Obj;
+  const s: SchedSettings = {};
+  for (const k of ['mcuadv', 'warp', 'warpl', 'warpu'] as const) {
+    const n = field(o, k, 'number', true);
+    if (n !== undefined) s[k] = n as number;
+  }
+  return s;
+}
+
+/** Check that `v` is a well-formed action; throws InvalidArgumentError naming the bad part. */
+export function parseAction(v: unknown): Action {
+  if (typeof v !== 'object' || v === null) throw new InvalidArgumentError('action', 'it must be an object');
+  const o = v as Obj;
+  const op = o.op;
+  if (typeof op !== 'string' || !(OPS as readonly string[]).includes(op)) {
+    throw new InvalidArgumentError('action', `${JSON.stringify(op)} is not an operation (known: ${OPS.join(', ')})`);
+  }
+  switch (op as Op) {
+    case 'create': return { op: 'create', spec: createSpec(o.spec) };
+    case 'list': case 'info': case 'dmesg': return { op: op as 'list' };
+    case 'pause': case 'unpause': case 'destroy': case 'console-buffer': case 'console':
+      return { op: op as 'pause', dom: domRef(o) };
+    case 'shutdown': {
+      const reason = field(o, 'reason', 'string', true);
+      if (reason !== undefined && !['poweroff', 'reboot', 'suspend'].includes(reason as string)) {
+        throw new InvalidArgumentError('action field "reason"', `"${String(reason)}" is not poweroff, reboot or suspend`);
+      }
+      const a: Action = { op: 'shutdown', dom: domRef(o) };
+      if (reason !== undefined) a.reason = reason as 'poweroff';
+      const wait = field(o, 'wait', 'boolean', true);
+      if (wait !== undefined) a.wait = wait as boolean;
+      const t = field(o, 'timeoutMs', 'number', true);
+      if (t !== undefined) a.timeoutMs = t as number;
+      return a;
+    }
+    case 'rename': return { op: 'rename', dom: domRef(o), name: field(o, 'name', 'string', false) as string };
+    case 'uptime': return o.dom === undefined ? { op: 'uptime' } : { op: 'uptime', dom: domRef(o) };
+    case 'pin': return { op: 'pin', dom: domRef(o), cpu: field(o, 'cpu', 'number', false) as number };
+    case 'sched-bvt': return { op: 'sched-bvt', dom: domRef(o), settings: schedSettings(o.settings ?? {}) };
+    case 'bvt-slice': {
+      const ms = field(o, 'ms', 'number', true);
+      return ms === undefined ? { op: 'bvt-slice' } : { op: 'bvt-slice', ms: ms as number };
+    }
+    case 'debug-keys': return { op: 'debug-keys', key: field(o, 'key', 'string', false) as string };
+    case 'shutdown-host': {
+      const t = field(o, 'timeoutMs', 'number', true);
+      return t === undefined ? { op: 'shutdown-host' } : { op: 'shutdown-host', timeoutMs: t as number };
+    }
+  }
+}
+
+const DEBUG_KEYS: Record<string, string> = {
+  h: 'this help',
+  d: 'dump domains (phase, CPU, CPU time, memory, console bytes)',
+  q: 'dump domains with their command lines and images',
+  r: 'dump the run queues (domains per CPU with their BVT parameters)',
+  e: 'dump event channels',
+  g: 'dump grant tables (grants in use per domain)',
+  m: 'dump the memory budget',
+};
+
+export class Controller {
+  readonly hv: Hypervisor;
+  readonly #startedNs: bigint;
+  /** Called after a `shutdown-host` action has stopped every domain. */
+  onHostShutdown: (() => void) | undefined;
+
+  constructor(hv: Hypervisor) {
+    this.hv = hv;
+    this.#startedNs = hv.kernel.now();
+  }
+
+  #info(id: number): DomainInfo {
+    const row = this.hv.list().find((r) => r.id === id);
+    if (!row) throw new InvalidArgumentError('domain', `domain ${id} is gone`);
+    return row;
+  }
+
+  /** Carry out one action (already checked by `parseAction` if it came from outside). */
+  async handle<A extends Action>(action: A): Promise<Results[A['op']]> {
+    return (await this.#handle(action)) as Results[A['op']];
+  }
+
+  async #handle(a: Action): Promise<Results[Op]> {
+    const hv = this.hv;
+    switch (a.op) {
+      case 'create': {
+        const dom = await hv.createDomain(a.spec);
+        return this.#info(dom.id);
+      }
+      case 'list': return hv.list();
+      case 'info': return this.#hostInfo();
+      case 'dmesg': return hv.dmesg();
+      case 'pause': { const d = hv.domain(a.dom); await d.pause(); return this.#info(d.id); }
+      case 'unpause': { const d = hv.domain(a.dom); await d.unpause(); return this.#info(d.id); }
+      case 'shutdown': {
+        const d = hv.domain(a.dom);
+        const ended = hv.shutdown(d.id, { reason: a.reason ?? 'poweroff', timeoutMs: a.timeoutMs ?? 30_000 });
+        if (a.wait) {
+          const exit = await ended;
+          return { id: d.id, name: d.name, reason: exit.reason, waited: true };
+        }
+        ended.catch(() => {});
+        return { id: d.id, name: d.name, reason: 'requested', waited: false };
+      }
+      case 'destroy': { const d = hv.domain(a.dom); const r = { id: d.id, name: d.name }; await d.destroy(); return r; }
+      case 'rename': { const rec = hv.kernel.rename(hv.domain(a.dom).id, a.name); return this.#info(rec.id); }
+      case 'uptime': {
+        const now = hv.kernel.now();
+        const recs = a.dom === undefined ? hv.kernel.list() : [hv.kernel.get(a.dom)];
+        return recs.map((r) => ({ id: r.id, name: r.name, uptimeS: Number(now - (r.id === 0 ? this.#startedNs : r.createdNs)) / 1e9 }));
+      }
+      case 'pin': { const d = hv.domain(a.dom); return { id: d.id, ...hv.pin(d.id, a.cpu) }; }
+      case 'sched-bvt': {
+        const d = hv.domain(a.dom);
+        if (Object.keys(a.settings).length > 0) hv.setSched(d.id, a.settings);
+        return { id: d.id, settings: hv.sched(d.id) };
+      }
+      case 'bvt-slice': {
+        if (a.ms !== undefined) hv.setSlice(a.ms);
+        return { sliceMs: hv.sliceMs };
+      }
+      case 'console-buffer': { const d = hv.domain(a.dom); return { id: d.id, text: d.consoleText() }; }
+      case 'console': { const d = hv.domain(a.dom); return { id: d.id, name: d.name }; }
+      case 'debug-keys': return { key: a.key, text: this.#debugKey(a.key) };
+      case 'shutdown-host': {
+        const doms = hv.list().filter((r) => r.id !== 0);
+        await Promise.all(doms.map((r) => hv.shutdown(r.id, { reason: 'poweroff', timeoutMs: a.timeoutMs ?? 10_000 }).catch(() => {})));
+        this.onHostShutdown?.();
+        return { domains: doms.length };
+      }
+    }
+  }
+
+  #hostInfo(): HostInfo {
+    const hv = this.hv;
+    return {
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      pid: process.pid,
+      cpus: hv.cpus,
+      memoryTotalBytes: hv.kernel.budget.totalBytes,
+      memoryFreeBytes: hv.kernel.budget.freeBytes,
+      dom0MemoryBytes: hv.kernel.budget.reservedBytes,
+      domains: hv.list().length,
+      uptimeS: Number(hv.kernel.now() - this.#startedNs) / 1e9,
+      sliceMs: hv.sliceMs,
+      watchdogMs: hv.watchdogMs,
+      node: process.version,
+    };
+  }
+
+  /** The serial console's debug keys of the Demo CD ('h' lists them). */
+  #debugKey(key: string): string {
+    const hv = this.hv;
+    const rows = hv.list();
+    const MiB = 1024 * 1024;
+    switch (key) {
+      case 'h':
+        return `'h' pressed -> showing installed handlers\n${Object.entries(DEBUG_KEYS).map(([k, v]) => ` key '${k}': ${v}`).join('\n')}\n`;
+      case 'd':
+        return rows.map((r) => `domain ${r.id} (${r.name}): ${r.phase}, cpu ${r.cpu ?? '-'}, ${(r.cpuTimeNs / 1e9).toFixed(3)} s, ${r.memoryBytes / MiB} MiB`).join('\n') + '\n';
+      case 'q':
+        return hv.kernel.list().map((r) => `domain ${r.id} (${r.name}): image ${r.image}, cmdline "${r.cmdline}", console ${r.console.text().length} bytes`).join('\n') + '\n';
+      case 'r': {
+        const out: string[] = [];
+        for (let cpu = 0; cpu < hv.cpus; cpu++) {
+          out.push(`cpu ${cpu}:`);
+          for (const r of rows.filter((x) => x.cpu === cpu)) {
+            out.push(`  domain ${r.id} (${r.name}) ${r.phase} mcuadv ${r.sched?.mcuadv} warp ${r.sched?.warp} warpl ${r.sched?.warpl} warpu ${r.sched?.warpu}`);
+          }
+        }
+        out.push(`slice ${hv.sliceMs} ms`);
+        return out.join('\n') + '\n';
+      }
+      case 'e': {
+        const out: string[] = [];
+        const names = ['free', 'unbound', 'interdomain', 'virq'];
+        for (const r of rows) {
+          for (let port = 1; port < NR_PORTS; port++) {
+            const s = hv.evtchn.status(r.id, port);
+            if (typeof s === 'number' || s.state === PortState.FREE) continue;
+            const peer = s.state === PortState.INTERDOMAIN ? ` -> domain ${s.remote} port ${s.remotePort}` : s.state === PortState.VIRQ ? ` virq ${s.virq}` : s.state === PortState.UNBOUND ? ` for domain ${s.remote}` : '';
+            out.push(`domain ${r.id} port ${port}: ${names[s.state] ?? s.state}${peer}`);
+          }
+        }
+        return (out.length ? out.join('\n') : 'no event channels open') + '\n';
+      }
+      case 'g':
+        return rows.map((r) => `domain ${r.id} (${r.name}): ${hv.grants.inUse(r.id)} grants in use`).join('\n') + '\n';
+      case 'm': {
+        const b = hv.kernel.budget;
+        return `memory: ${b.totalBytes / MiB} MiB total, ${b.reservedBytes / MiB} MiB for domain 0, ${b.usedBytes / MiB} MiB to domains, ${b.freeBytes / MiB} MiB free\n`;
+      }
+      default:
+        throw new InvalidArgumentError('debug key', `'${key}' is not one ('h' lists them)`);
+    }
+  }
+}

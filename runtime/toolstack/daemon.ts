@@ -1,0 +1,212 @@
+/**
+ * The toolstack daemon (`wv boot`): one hypervisor in a long-lived process,
+ * driven through a Unix socket in its state directory:
+ *
+ *   STATE/wv.sock   control socket, mode 0600 (protocol.ts)
+ *   STATE/wv.pid    the daemon's pid
+ *   STATE/wv.log    the kernel log, appended as it is written
+ *
+ * It refuses to start over a live daemon's socket, removes a stale one, and
+ * refuses a state directory another user owns.
+ */
+import net from 'node:net';
+import os from 'node:os';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WvError } from '../../kernel/errors.ts';
+import { formatLogEntry } from '../../kernel/klog.ts';
+import { Hypervisor, type HypervisorOptions } from '../hypervisor.ts';
+import { Controller, parseAction } from './controller.ts';
+import { PROTOCOL_VERSION, type Request, type Response } from './protocol.ts';
+
+/** A daemon is already serving this state directory. */
+export class DaemonRunningError extends WvError {
+  constructor(socket: string, pid: string) {
+    super('WV_ERR_DAEMON_RUNNING', `a wasmvisor daemon is already running on ${socket}${pid ? ` (pid ${pid})` : ''}`);
+  }
+}
+
+/** The state directory or socket belongs to someone else, or cannot be used. */
+export class StateDirError extends WvError {
+  constructor(dir: string, detail: string) {
+    super('WV_ERR_STATE_DIR', `state directory ${dir}: ${detail}`);
+  }
+}
+
+/** Where the daemon keeps its socket, pid file and log: $WV_STATE_DIR, else per user under $XDG_RUNTIME_DIR or the temp dir. */
+export function defaultStateDir(): string {
+  if (process.env.WV_STATE_DIR) return process.env.WV_STATE_DIR;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return join(process.env.XDG_RUNTIME_DIR ?? os.tmpdir(), `wasmvisor-${uid}`);
+}
+
+export function socketPath(stateDir: string): string { return join(stateDir, 'wv.sock'); }
+
+/** Check the state directory is ours (creating it, mode 0700, if missing). */
+export function prepareStateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new StateDirError(dir, `cannot create it: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new StateDirError(dir, 'it is not a directory');
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    throw new StateDirError(dir, `it belongs to uid ${st.uid}, not to you (uid ${process.getuid()})`);
+  }
+}
+
+function probe(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface DaemonOptions {
+  stateDir: string;
+  /** Boot line (nosmp, watchdog, ...). */
+  boot?: string;
+  hypervisor?: Omit<HypervisorOptions, 'boot'>;
+}
+
+export interface Daemon {
+  readonly controller: Controller;
+  readonly socket: string;
+  /** Resolves when the daemon has stopped (after `stop()` or a `shutdown-host` action). */
+  readonly stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const dir = opts.stateDir;
+  prepareStateDir(dir);
+  const sock = socketPath(dir);
+  const pidFile = join(dir, 'wv.pid');
+  const logFile = join(dir, 'wv.log');
+  if (existsSync(sock)) {
+    if (await probe(sock)) {
+      let pid = '';
+      try { pid = (await import('node:fs')).readFileSync(pidFile, 'utf8').trim(); } catch { /* no pid file */ }
+      throw new DaemonRunningError(sock, pid);
+    }
+    rmSync(sock, { force: true }); // stale: its daemon died
+  }
+  const hv = new Hypervisor({ ...(opts.boot !== undefined ? { boot: opts.boot } : {}), ...opts.hypervisor });
+  const controller = new Controller(hv);
+  writeFileSync(logFile, '');
+  const log = (line: string): void => { try { appendFileSync(logFile, `${line}\n`); } catch { /* a full disk must not stop the daemon */ } };
+  for (const l of hv.dmesg()) log(l);
+  hv.kernel.log.onEntry = (e) => log(formatLogEntry(e));
+
+  const conns = new Set<net.Socket>();
+  const server = net.createServer((conn) => {
+    conns.add(conn);
+    conn.on('close', () => conns.delete(conn));
+    conn.on('error', () => {});
+    serve(controller, conn);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const old = process.umask(0o177);
+    try {
+      server.listen(sock, () => resolve());
+    } finally {
+      process.umask(old);
+    }
+  });
+  chmodSync(sock, 0o600);
+  writeFileSync(pidFile, `${process.pid}\n`);
+  hv.kernel.log.info(`toolstack daemon listening on ${sock} (pid ${process.pid}, protocol ${PROTOCOL_VERSION})`);
+
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => { resolveStopped = r; });
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      server.close();
+      for (const c of conns) c.destroy();
+      await hv.close();
+      rmSync(sock, { force: true });
+      rmSync(pidFile, { force: true });
+      resolveStopped();
+    })();
+    return stopping;
+  };
+  controller.onHostShutdown = () => { setImmediate(() => { void stop(); }); };
+  return { controller, socket: sock, stopped, stop };
+}
+
+function errorOf(err: unknown): { code: string; message: string } {
+  if (err instanceof WvError) return { code: err.code, message: err.message };
+  return { code: 'WV_ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+/** One client connection: requests line by line; a console request turns it into a byte stream. */
+function serve(controller: Controller, conn: net.Socket): void {
+  let buf = '';
+  let streaming = false;
+  const send = (r: Response): void => { if (!conn.destroyed) conn.write(`${JSON.stringify(r)}\n`); };
+  const onData = (chunk: Buffer): void => {
+    if (streaming) return;
+    buf += chunk.toString('utf8');
+    if (buf.length > 1 << 20) { send({ v: PROTOCOL_VERSION, id: 0, ok: false, error: { code: 'WV_ERR_INVALID_ARGUMENT', message: 'request line longer than 1 MiB' } }); conn.destroy(); return; }
+    for (let nl = buf.indexOf('\n'); nl >= 0 && !streaming; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim() === '') continue;
+      let req: Request;
+      try {
+        req = JSON.parse(line) as Request;
+      } catch {
+        send({ v: PROTOCOL_VERSION, id: 0, ok: false, error: { code: 'WV_ERR_INVALID_ARGUMENT', message: 'the request is not JSON' } });
+        continue;
+      }
+      const id = typeof req?.id === 'number' ? req.id : 0;
+      if (req?.v !== PROTOCOL_VERSION) {
+        send({ v: PROTOCOL_VERSION, id, ok: false, error: { code: 'WV_ERR_PROTOCOL', message: `protocol version ${JSON.stringify(req?.v)} is not this daemon's (${PROTOCOL_VERSION}): use the wv that matches the running daemon, or restart it` } });
+        continue;
+      }
+      let action;
+      try {
+        action = parseAction(req.action);
+      } catch (err) {
+        send({ v: PROTOCOL_VERSION, id, ok: false, error: errorOf(err) });
+        continue;
+      }
+      if (action.op === 'console') {
+        streaming = true;
+        conn.off('data', onData);
+        void attachConsole(controller, conn, id, action.dom, buf);
+        return;
+      }
+      controller.handle(action).then(
+        (result) => send({ v: PROTOCOL_VERSION, id, ok: true, result }),
+        (err: unknown) => send({ v: PROTOCOL_VERSION, id, ok: false, error: errorOf(err) }),
+      );
+    }
+  };
+  conn.on('data', onData);
+}
+
+async function attachConsole(controller: Controller, conn: net.Socket, id: number, ref: number | string, pending: string): Promise<void> {
+  let dom;
+  try {
+    dom = controller.hv.domain(ref);
+  } catch (err) {
+    conn.end(`${JSON.stringify({ v: PROTOCOL_VERSION, id, ok: false, error: errorOf(err) })}\n`);
+    return;
+  }
+  conn.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, ok: true, result: { id: dom.id, name: dom.name } })}\n`);
+  // Replay what the console holds, then follow it.
+  conn.write(dom.consoleText());
+  const off = dom.onConsole((bytes) => { if (!conn.destroyed) conn.write(bytes); });
+  const input = (bytes: Uint8Array): void => {
+    try { controller.hv.consoleInput(dom.id, bytes); } catch { /* the domain is gone */ }
+  };
+  if (pending) input(new TextEncoder().encode(pending));
+  conn.on('data', (b: Buffer) => input(new Uint8Array(b)));
+  conn.on('close', off);
+  dom.waitForExit().then(() => { off(); conn.end(); }, () => conn.end());
+}

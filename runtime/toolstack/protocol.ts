@@ -1,0 +1,99 @@
+/**
+ * The control plane: every domain-0 command is one `Action`, handled by one
+ * `Controller` (controller.ts). The `wv` CLI sends actions to the daemon
+ * over its Unix socket as newline-delimited JSON; an embedding program calls
+ * `Controller.handle` in-process. Same actions, same checks, same results.
+ *
+ * Wire format, one JSON object per line:
+ *   request  { "v": 1, "id": 7, "action": { "op": "list" } }
+ *   response { "v": 1, "id": 7, "ok": true, "result": ... }
+ *          | { "v": 1, "id": 7, "ok": false, "error": { "code": "...", "message": "..." } }
+ * A `console` action, once answered, turns the connection into a raw byte
+ * stream both ways (the guest's console out, keyboard input in).
+ */
+import type { ExitAction } from '../domain.ts';
+import type { DomainInfo, SchedSettings } from '../hypervisor.ts';
+
+/** Bumped when an action or result changes shape; both sides must agree. */
+export const PROTOCOL_VERSION = 1;
+
+export type DomRef = number | string;
+
+/** What `create` needs, all serialisable (the image is a path the daemon can read). */
+export interface CreateSpec {
+  image: string;
+  name?: string;
+  memory?: number;
+  cmdline?: string;
+  paused?: boolean;
+  onPoweroff?: ExitAction;
+  onReboot?: ExitAction;
+  onCrash?: ExitAction;
+  onWatchdog?: ExitAction;
+  cpu?: number;
+  sched?: SchedSettings;
+}
+
+export type Action =
+  | { op: 'create'; spec: CreateSpec }
+  | { op: 'list' }
+  | { op: 'info' }
+  | { op: 'dmesg' }
+  | { op: 'pause'; dom: DomRef }
+  | { op: 'unpause'; dom: DomRef }
+  | { op: 'shutdown'; dom: DomRef; reason?: 'poweroff' | 'reboot' | 'suspend'; wait?: boolean; timeoutMs?: number }
+  | { op: 'destroy'; dom: DomRef }
+  | { op: 'rename'; dom: DomRef; name: string }
+  | { op: 'uptime'; dom?: DomRef }
+  | { op: 'pin'; dom: DomRef; cpu: number }
+  | { op: 'sched-bvt'; dom: DomRef; settings: SchedSettings }
+  | { op: 'bvt-slice'; ms?: number }
+  | { op: 'console-buffer'; dom: DomRef }
+  | { op: 'console'; dom: DomRef }
+  | { op: 'debug-keys'; key: string }
+  | { op: 'shutdown-host'; timeoutMs?: number };
+
+export type Op = Action['op'];
+
+export interface HostInfo {
+  version: string;
+  protocol: number;
+  pid: number;
+  cpus: number;
+  memoryTotalBytes: number;
+  memoryFreeBytes: number;
+  dom0MemoryBytes: number;
+  domains: number;
+  uptimeS: number;
+  sliceMs: number;
+  watchdogMs: number | undefined;
+  node: string;
+}
+
+export interface UptimeRow { id: number; name: string; uptimeS: number }
+
+/** Results by action. */
+export interface Results {
+  create: DomainInfo;
+  list: DomainInfo[];
+  info: HostInfo;
+  dmesg: string[];
+  pause: DomainInfo;
+  unpause: DomainInfo;
+  shutdown: { id: number; name: string; reason: string; waited: boolean };
+  destroy: { id: number; name: string };
+  rename: DomainInfo;
+  uptime: UptimeRow[];
+  pin: { id: number; cpu: number | undefined; pinned: number; effective: 'now' | 'next-start' };
+  'sched-bvt': { id: number; settings: Required<SchedSettings> };
+  'bvt-slice': { sliceMs: number };
+  'console-buffer': { id: number; text: string };
+  console: { id: number; name: string };
+  'debug-keys': { key: string; text: string };
+  'shutdown-host': { domains: number };
+}
+
+export interface Request { v: number; id: number; action: Action }
+export type Response =
+  | { v: number; id: number; ok: true; result: unknown }
+  | { v: number; id: number; ok: false; error: { code: string; message: string } };
