@@ -9,7 +9,9 @@ import { InvalidArgumentError, WvError } from '../kernel/errors.ts';
 import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '../runtime/toolstack/domain-config.ts';
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
 import { runDemo, runPingpong } from './demo.ts';
-import { addToolstackCommands } from './toolstack.ts';
+import { addToolstackCommands, defaultConfigPath } from './toolstack.ts';
+import { CD_TOOLS, addCompatCommands } from './compat.ts';
+import { basename } from 'node:path';
 import { existsSync } from 'node:fs';
 
 const VERSION = '0.1.0';
@@ -155,10 +157,18 @@ program
     }
   });
 
-addToolstackCommands(program, resolveImage, (s) => (REFERENCE_GUESTS as readonly string[]).includes(s));
+const isGuestName = (s: string): boolean => (REFERENCE_GUESTS as readonly string[]).includes(s);
+addToolstackCommands(program, resolveImage, isGuestName);
+addCompatCommands(program, resolveImage, isGuestName, defaultConfigPath);
+
+// Installed under one of the CD's tool names, `wv` is that tool.
+const invokedAs = basename(process.argv[1] ?? '');
+const argv = (CD_TOOLS as readonly string[]).includes(invokedAs)
+  ? [...process.argv.slice(0, 2), 'compat', invokedAs, ...process.argv.slice(2)]
+  : process.argv;
 
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(argv);
 } catch (err) {
   if (err instanceof WvError) {
     process.stderr.write(`wv: ${err.message} [${err.code}]\n`);

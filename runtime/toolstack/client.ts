@@ -116,11 +116,20 @@ export class ToolstackClient {
    * resolves when the domain stops or the daemon closes the stream.
    */
   async attachConsole(dom: DomRef, out: (bytes: Buffer) => void): Promise<{ id: number; name: string; send: (b: Uint8Array) => void; ended: Promise<void> }> {
+    return this.#stream({ op: 'console', dom }, out);
+  }
+
+  /** Follow every domain's console, lines prefixed with the domain's name (xen_read_console). */
+  async followConsoles(out: (bytes: Buffer) => void): Promise<{ domains: number; ended: Promise<void> }> {
+    return this.#stream({ op: 'consoles' }, out);
+  }
+
+  async #stream<A extends Action>(action: A, out: (bytes: Buffer) => void): Promise<Results[A['op']] & { send: (b: Uint8Array) => void; ended: Promise<void> }> {
     const ended = new Promise<void>((resolve) => this.#sock.once('close', () => resolve()));
     this.#rawAfter = { id: this.#next, out };
     try {
-      const r = await this.request({ op: 'console', dom });
-      return { ...r, send: (b) => { this.#sock.write(b); }, ended };
+      const r = await this.request(action);
+      return Object.assign(r as object, { send: (b: Uint8Array) => { this.#sock.write(b); }, ended }) as Results[A['op']] & { send: (b: Uint8Array) => void; ended: Promise<void> };
     } finally {
       this.#rawAfter = undefined;
     }

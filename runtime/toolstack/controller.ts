@@ -12,7 +12,7 @@ export const VERSION = '0.1.0';
 
 const OPS: readonly Op[] = [
   'create', 'list', 'info', 'dmesg', 'pause', 'unpause', 'shutdown', 'destroy', 'rename', 'uptime', 'pin',
-  'sched-bvt', 'bvt-slice', 'console-buffer', 'console', 'debug-keys', 'shutdown-host',
+  'sched-bvt', 'bvt-slice', 'console-buffer', 'console', 'consoles', 'debug-keys', 'shutdown-host',
 ];
 
 type Obj = Record<string, unknown>;
@@ -82,7 +82,7 @@ export function parseAction(v: unknown): Action {
   }
   switch (op as Op) {
     case 'create': return { op: 'create', spec: createSpec(o.spec) };
-    case 'list': case 'info': case 'dmesg': return { op: op as 'list' };
+    case 'list': case 'info': case 'dmesg': case 'consoles': return { op: op as 'list' };
     case 'pause': case 'unpause': case 'destroy': case 'console-buffer': case 'console':
       return { op: op as 'pause', dom: domRef(o) };
     case 'shutdown': {
@@ -187,6 +187,7 @@ export class Controller {
       }
       case 'console-buffer': { const d = hv.domain(a.dom); return { id: d.id, text: d.consoleText() }; }
       case 'console': { const d = hv.domain(a.dom); return { id: d.id, name: d.name }; }
+      case 'consoles': return { domains: hv.list().length - 1 };
       case 'debug-keys': return { key: a.key, text: this.#debugKey(a.key) };
       case 'shutdown-host': {
         const doms = hv.list().filter((r) => r.id !== 0);

@@ -181,6 +181,12 @@ function serve(controller: Controller, conn: net.Socket): void {
         void attachConsole(controller, conn, id, action.dom, buf);
         return;
       }
+      if (action.op === 'consoles') {
+        streaming = true;
+        conn.off('data', onData);
+        followConsoles(controller, conn, id);
+        return;
+      }
       controller.handle(action).then(
         (result) => send({ v: PROTOCOL_VERSION, id, ok: true, result }),
         (err: unknown) => send({ v: PROTOCOL_VERSION, id, ok: false, error: errorOf(err) }),
@@ -209,4 +215,27 @@ async function attachConsole(controller: Controller, conn: net.Socket, id: numbe
   conn.on('data', (b: Buffer) => input(new Uint8Array(b)));
   conn.on('close', off);
   dom.waitForExit().then(() => { off(); conn.end(); }, () => conn.end());
+}
+
+/** Every domain's console, line by line, prefixed `[name] ` (what the CD's xen_read_console showed). */
+function followConsoles(controller: Controller, conn: net.Socket, id: number): void {
+  const hv = controller.hv;
+  conn.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, ok: true, result: { domains: hv.list().length - 1 } })}\n`);
+  const partial = new Map<number, string>();
+  const decoders = new Map<number, TextDecoder>();
+  const off = hv.kernel.events.on('console', ({ domain, bytes }) => {
+    if (conn.destroyed) return;
+    let dec = decoders.get(domain.id);
+    if (!dec) decoders.set(domain.id, (dec = new TextDecoder()));
+    const parts = ((partial.get(domain.id) ?? '') + dec.decode(bytes, { stream: true })).split('\n');
+    partial.set(domain.id, parts.pop()!);
+    if (parts.length) conn.write(parts.map((p) => `[${domain.name}] ${p}\n`).join(''));
+  });
+  const offGone = hv.kernel.events.on('destroyed', ({ domain }) => {
+    const rest = partial.get(domain.id);
+    if (rest && !conn.destroyed) conn.write(`[${domain.name}] ${rest}\n`);
+    partial.delete(domain.id);
+    decoders.delete(domain.id);
+  });
+  conn.on('close', () => { off(); offGone(); });
 }

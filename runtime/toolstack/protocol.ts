@@ -50,6 +50,8 @@ export type Action =
   | { op: 'bvt-slice'; ms?: number }
   | { op: 'console-buffer'; dom: DomRef }
   | { op: 'console'; dom: DomRef }
+  /** Follow every domain's console, each line prefixed with its domain (xen_read_console); a stream like `console`. */
+  | { op: 'consoles' }
   | { op: 'debug-keys'; key: string }
   | { op: 'shutdown-host'; timeoutMs?: number };
 
@@ -89,6 +91,7 @@ export interface Results {
   'bvt-slice': { sliceMs: number };
   'console-buffer': { id: number; text: string };
   console: { id: number; name: string };
+  consoles: { domains: number };
   'debug-keys': { key: string; text: string };
   'shutdown-host': { domains: number };
 }

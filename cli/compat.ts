@@ -1,0 +1,136 @@
+/**
+ * The Xen Demo CD's tool names, so its README's command lines run as
+ * written (with our guest images): `xc_dom_create.py`, `xc_dom_control.py`
+ * (and without `.py`) and `xen_read_console`. Each is `wv compat NAME ...`,
+ * and the `wv` binary answers to those names when installed under them.
+ * Every CD command maps onto a toolstack action; the ones whose subsystem is
+ * not built yet (save/restore, block devices, network interfaces) fail with
+ * a message that says so.
+ */
+import { Command } from 'commander';
+import { resolve } from 'node:path';
+import { InvalidArgumentError } from '../kernel/errors.ts';
+import { ToolstackClient } from '../runtime/toolstack/client.ts';
+import { defaultStateDir } from '../runtime/toolstack/daemon.ts';
+import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
+import type { Action, Results } from '../runtime/toolstack/protocol.ts';
+import { formatList } from './format.ts';
+
+export const CD_TOOLS = ['xc_dom_create.py', 'xc_dom_create', 'xc_dom_control.py', 'xc_dom_control', 'xen_read_console'] as const;
+
+const CONTROL_USAGE = `Usage: xc_dom_control [command] <params>
+
+  stop      [dom]        -- pause a domain
+  start     [dom]        -- un-pause a domain
+  shutdown  [dom]        -- request a domain to shutdown
+  destroy   [dom]        -- immediately terminate a domain
+  pincpu    [dom] [cpu]  -- pin a domain to the specified CPU
+  save      [dom] [file] -- suspend a domain's memory to file
+  restore   [file]       -- resume a domain from a file
+  list                   -- print info about all domains
+  listvbds               -- print info about all virtual block devs
+  cpu_bvtset [dom] [mcuadv] [warp] [warpl] [warpu]
+                         -- set scheduling parameters for domain
+  cpu_bvtslice [slice]   -- default scheduler slice
+  vif_stats [dom] [vif]  -- get stats for a given network vif
+  vif_addip [dom] [vif] [ip] -- add an IP address to a given vif
+  vif_setsched [dom] [vif] [bytes] [usecs] -- rate limit vif bandwidth
+  vif_getsched [dom] [vif] -- print vif's scheduling parameters
+  vbd_add [dom] [uname] [dev] [mode] -- make disk/partition uname available to
+                         domain as dev e.g. 'vbd_add phy:sda3 hda1 rw'
+  vbd_remove [dom] [dev] -- remove disk or partition attached as 'dev'
+`;
+
+const NOT_YET: Record<string, string> = {
+  save: 'save/restore', restore: 'save/restore', listvbds: 'block devices', vbd_add: 'block devices', vbd_remove: 'block devices',
+  vif_stats: 'network interfaces', vif_addip: 'network interfaces', vif_setsched: 'network interfaces', vif_getsched: 'network interfaces',
+};
+
+function dir(cmd: Command): string {
+  const g = cmd.optsWithGlobals() as { stateDir?: string };
+  return resolve(g.stateDir ?? defaultStateDir());
+}
+
+async function call<A extends Action>(cmd: Command, action: A): Promise<Results[A['op']]> {
+  const c = await ToolstackClient.connect(dir(cmd));
+  try { return await c.request(action); } finally { c.close(); }
+}
+
+function dom(s: string | undefined, usage: string): number | string {
+  if (s === undefined) throw new InvalidArgumentError('arguments', `missing domain: ${usage}`);
+  return /^\d+$/.test(s) ? Number(s) : s;
+}
+
+function num(s: string | undefined, what: string, usage: string): number {
+  const n = Number(s);
+  if (s === undefined || !Number.isFinite(n)) throw new InvalidArgumentError(what, `${s === undefined ? 'missing' : `"${s}" is not a number`}: ${usage}`);
+  return n;
+}
+
+export function addCompatCommands(program: Command, resolveImage: (s: string) => string, isGuestName: (s: string) => boolean, defaultConfig: () => string): void {
+  const compat = program.command('compat').description('the Xen Demo CD\'s tools: xc_dom_create.py, xc_dom_control.py, xen_read_console');
+
+  compat.command('xc_dom_create.py').alias('xc_dom_create')
+    .description('create and start a domain from a defaults file (the CD\'s xc_dom_create.py)')
+    .option('-f <config_file>', `use the specified defaults file (default ${defaultConfig()})`)
+    .option('-D <foo=bar>', "set variable foo=bar before parsing the config, e.g. '-D vmid=3:ip='", (v: string, prev: string[] = []) => [...prev, v])
+    .option('-n', "dry run only, don't actually create the domain")
+    .action(async (opts: { f?: string; D?: string[]; n?: boolean }, cmd: Command) => {
+      const file = resolve(opts.f ?? defaultConfig());
+      const d = loadDomainConfig(file, parseDefines(opts.D ?? []), isGuestName);
+      process.stdout.write(describeDomain(d));
+      if (opts.n) return;
+      for (const [what, given] of [['disk', d.disk.length > 0], ['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
+        if (given) throw new InvalidArgumentError(`config ${file}`, `"${what}" is not supported yet by this version (block devices, networks and ramdisks come with their own issues)`);
+      }
+      const r = await call(cmd, { op: 'create', spec: {
+        image: resolve(resolveImage(d.kernel)), memory: d.memory, cmdline: d.cmdline, onPoweroff: d.onPoweroff, onReboot: d.onReboot,
+        onCrash: d.onCrash, onWatchdog: d.onWatchdog, sched: d.sched,
+        ...(d.name !== undefined ? { name: d.name } : {}), ...(d.cpu !== undefined ? { cpu: d.cpu } : {}),
+      } });
+      process.stdout.write(`VM started in domain ${r.id}\n`);
+    });
+
+  compat.command('xc_dom_control.py').alias('xc_dom_control')
+    .description('control running domains (the CD\'s xc_dom_control.py); run without arguments for its usage')
+    .argument('[command]').argument('[params...]')
+    .allowExcessArguments(true)
+    .action(async (sub: string | undefined, p: string[], _opts: unknown, cmd: Command) => {
+      if (sub === undefined) { process.stdout.write(CONTROL_USAGE); return; }
+      const usage = CONTROL_USAGE.split('\n').find((l) => l.trim().startsWith(`${sub} `))?.trim() ?? sub;
+      if (NOT_YET[sub]) throw new InvalidArgumentError(`xc_dom_control ${sub}`, `${NOT_YET[sub]} are not built in this version yet`);
+      switch (sub) {
+        case 'stop': { const r = await call(cmd, { op: 'pause', dom: dom(p[0], usage) }); process.stdout.write(`domain ${r.id} paused\n`); return; }
+        case 'start': { const r = await call(cmd, { op: 'unpause', dom: dom(p[0], usage) }); process.stdout.write(`domain ${r.id} unpaused\n`); return; }
+        case 'shutdown': { const r = await call(cmd, { op: 'shutdown', dom: dom(p[0], usage) }); process.stdout.write(`shutdown requested for domain ${r.id}\n`); return; }
+        case 'destroy': { const r = await call(cmd, { op: 'destroy', dom: dom(p[0], usage) }); process.stdout.write(`domain ${r.id} destroyed\n`); return; }
+        case 'pincpu': {
+          const r = await call(cmd, { op: 'pin', dom: dom(p[0], usage), cpu: num(p[1], 'cpu', usage) });
+          process.stdout.write(`domain ${r.id} pinned to cpu ${r.pinned}${r.effective === 'now' ? '' : ' (from its next start)'}\n`);
+          return;
+        }
+        case 'list': process.stdout.write(`${formatList(await call(cmd, { op: 'list' }))}\n`); return;
+        case 'cpu_bvtset': {
+          const r = await call(cmd, { op: 'sched-bvt', dom: dom(p[0], usage), settings: {
+            mcuadv: num(p[1], 'mcuadv', usage), warp: num(p[2], 'warp', usage), warpl: num(p[3], 'warpl', usage), warpu: num(p[4], 'warpu', usage),
+          } });
+          process.stdout.write(`domain ${r.id}: mcuadv ${r.settings.mcuadv} warp ${r.settings.warp} warpl ${r.settings.warpl} warpu ${r.settings.warpu}\n`);
+          return;
+        }
+        case 'cpu_bvtslice': { const r = await call(cmd, { op: 'bvt-slice', ms: num(p[0], 'slice', usage) }); process.stdout.write(`bvt slice ${r.sliceMs} ms\n`); return; }
+        default:
+          throw new InvalidArgumentError('xc_dom_control command', `"${sub}" is not one (run xc_dom_control without arguments for the list)`);
+      }
+    });
+
+  compat.command('xen_read_console')
+    .description('show every domain\'s console output, each line prefixed with its domain (the CD\'s xen_read_console)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const c = await ToolstackClient.connect(dir(cmd));
+      const s = await c.followConsoles((b) => process.stdout.write(b));
+      const stop = (): void => c.close();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      await s.ended;
+    });
+}
