@@ -15,6 +15,7 @@ import { DaemonRunningError, defaultStateDir, socketPath, startDaemon } from '..
 import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
 import type { Action, CreateSpec, Results } from '../runtime/toolstack/protocol.ts';
 import { formatList } from './format.ts';
+import { formatTop, topRows } from './top.ts';
 
 const MiB = 1024 * 1024;
 
@@ -281,6 +282,42 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
     .action(async (key: string, _opts: unknown, cmd: Command) => {
       const r = await call(cmd, { op: 'debug-keys', key });
       process.stdout.write(r.text);
+    });
+
+  program.command('top')
+    .description('a live view of the domains: CPU %, CPU time, memory, CPU, console I/O (q quits)')
+    .option('-d, --delay <seconds>', 'time between refreshes', '1')
+    .option('-b, --batch', 'print plain frames instead of redrawing the screen')
+    .option('-n, --iterations <n>', 'stop after this many frames')
+    .option('--json', 'one JSON object per frame (implies --batch)')
+    .action(async (opts: { delay: string; batch?: boolean; iterations?: string; json?: boolean }, cmd: Command) => {
+      const delay = Number(opts.delay);
+      if (!(delay >= 0.05 && delay <= 3600)) throw new InvalidArgumentError('delay', `"${opts.delay}" is not a number of seconds in [0.05, 3600]`);
+      const limit = opts.iterations === undefined ? Infinity : Number(opts.iterations);
+      if (!(limit >= 1)) throw new InvalidArgumentError('iterations', `"${opts.iterations}" is not a positive number`);
+      const batch = opts.batch || opts.json || !process.stdout.isTTY;
+      const client = await ToolstackClient.connect(stateDir(cmd));
+      const prev = new Map<number, { ns: number; at: number }>();
+      let quit = false;
+      const stdin = process.stdin;
+      const onKey = (b: Buffer): void => { if (b.includes(0x71) || b.includes(0x03)) quit = true; };
+      if (!batch && stdin.isTTY) { stdin.setRawMode(true); stdin.on('data', onKey); }
+      try {
+        // A first sample so the first frame's CPU % covers an interval.
+        topRows(prev, await client.request({ op: 'list' }), performance.now());
+        for (let frame = 0; frame < limit && !quit; frame++) {
+          await new Promise((r) => setTimeout(r, delay * 1000));
+          if (quit) break;
+          const [info, rows] = await Promise.all([client.request({ op: 'info' }), client.request({ op: 'list' })]);
+          const t = topRows(prev, rows, performance.now());
+          if (opts.json) process.stdout.write(`${JSON.stringify({ info, domains: t })}\n`);
+          else if (batch) process.stdout.write(`${formatTop(info, t)}\n`);
+          else process.stdout.write(`\x1b[H\x1b[2J${formatTop(info, t, process.stdout.columns ?? 100)}`);
+        }
+      } finally {
+        if (!batch && stdin.isTTY) { stdin.off('data', onKey); stdin.setRawMode(false); stdin.pause(); }
+        client.close();
+      }
     });
 
   program.command('console').description('attach to a domain\'s console (replays what it holds; Ctrl-] detaches)').argument('<domain>', 'id or name')

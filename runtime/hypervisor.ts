@@ -113,6 +113,8 @@ export interface DomainInfo {
   readonly shutdownReason: ShutdownReason | undefined;
   /** BVT parameters (times in µs), undefined for domain 0. */
   readonly sched: Required<SchedSettings> | undefined;
+  /** Bytes the domain has written to its console since it was created. */
+  readonly consoleBytes: number;
 }
 
 export class Hypervisor implements AsyncDisposable {
@@ -329,6 +331,7 @@ export class Hypervisor implements AsyncDisposable {
       image: r.image,
       shutdownReason: r.shutdownReason,
       sched: this.#sched.has(r.id) ? toSettings(this.#sched.get(r.id)!) : undefined,
+      consoleBytes: r.console.totalBytes,
     }));
   }
 

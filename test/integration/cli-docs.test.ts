@@ -1,0 +1,28 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const wv = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
+
+t.test('docs/cli.md is what the command tree generates', async (t) => {
+  const r = spawnSync(process.execPath, ['scripts/gen-cli-docs.ts', '--check'], { cwd: root, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+});
+
+t.test('bash completion completes commands, subcommands and options', async (t) => {
+  const complete = (...words: string[]) => {
+    const script = `source <('${process.execPath}' '${wv}' completion bash); COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _wv; echo "\${COMPREPLY[@]}"`;
+    const r = spawnSync('bash', ['-c', script], { encoding: 'utf8' });
+    return r.stdout.trim().split(/\s+/);
+  };
+  t.same(complete('wv', 'unp'), ['unpause']);
+  t.same(complete('wv', 'compat', 'xc_dom_cr'), ['xc_dom_create.py']);
+  t.ok(complete('wv', 'create', '--').includes('--dry-run'), 'options of create');
+  t.ok(complete('wv', 'list', '-').includes('--long'));
+});
+
+t.test('zsh completion is a script zsh accepts', { skip: spawnSync('zsh', ['--version']).status === 0 ? false : 'zsh is not installed' }, async (t) => {
+  const r = spawnSync('zsh', ['-n', '-c', spawnSync(process.execPath, [wv, 'completion', 'zsh'], { encoding: 'utf8' }).stdout], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+});
