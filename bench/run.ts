@@ -1,16 +1,19 @@
 /**
  * `npm run bench`: wasmvisor's figures, each with a baseline measured in the
  * same run (the machines are shared and noisy, so ratios are what compare).
- * `npm run bench -- --json` prints JSON only; `--quick` uses smaller counts.
+ * `npm run bench -- --json` prints JSON only; `--quick` uses smaller counts;
+ * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack).
  */
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
 import { printer, idler } from '../test/helpers/wat.ts';
 import { pvFigures } from './pv.ts';
 import { cpuFigures } from './cpu.ts';
+import { toolstackFigures } from './toolstack.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
@@ -123,11 +126,14 @@ async function maxDomains(): Promise<void> {
   await hv.close();
 }
 
-await creation();
-await density();
-await maxDomains();
-figures.push(...(await pvFigures(quick, log)));
-figures.push(...(await cpuFigures(quick, log)));
+// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack.
+const want = (name: string): boolean => only === undefined || only.split(',').includes(name);
+if (want('creation')) await creation();
+if (want('density')) await density();
+if (want('max')) await maxDomains();
+if (want('pv')) figures.push(...(await pvFigures(quick, log)));
+if (want('cpu')) figures.push(...(await cpuFigures(quick, log)));
+if (want('toolstack')) figures.push(...(await toolstackFigures(quick, log)));
 
 if (json) {
   process.stdout.write(`${JSON.stringify({ node: process.version, cpus: (await import('node:os')).availableParallelism(), figures }, null, 2)}\n`);

@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import { ToolstackClient } from '../runtime/toolstack/client.ts';
-import { defaultStateDir } from '../runtime/toolstack/daemon.ts';
+import { defaultStateDir } from '../runtime/toolstack/paths.ts';
 import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
 import type { Action, Results } from '../runtime/toolstack/protocol.ts';
 import { formatList } from './format.ts';

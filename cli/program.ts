@@ -3,11 +3,10 @@
  * completion and docs/cli.md all come from one definition.
  */
 import { Argument, Command, InvalidArgumentError as CommanderArgError } from 'commander';
-import { Hypervisor, type DomainConfig } from '../runtime/hypervisor.ts';
+import type { DomainConfig } from '../runtime/hypervisor.ts';
 import { InvalidArgumentError, WvError } from '../kernel/errors.ts';
 import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '../runtime/toolstack/domain-config.ts';
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
-import { runDemo, runPingpong } from './demo.ts';
 import { addToolstackCommands, defaultConfigPath } from './toolstack.ts';
 import { addCompatCommands } from './compat.ts';
 import { renderCompletion } from './docs.ts';
@@ -47,6 +46,7 @@ export function buildProgram(): Command {
     .option('--cpus <n>', 'physical CPUs to use (default: all)', positiveNumber('cpus'))
     .action(async (scene: string, opts: { duration: number; count: number; cpus?: number }) => {
       if (scene === 'pingpong') {
+        const { runPingpong } = await import('./demo.ts');
         if (!(await runPingpong({ count: Math.floor(opts.count), cpus: opts.cpus }))) process.exitCode = 1;
         return;
       }
@@ -55,6 +55,7 @@ export function buildProgram(): Command {
       process.once('SIGINT', onSig);
       process.once('SIGTERM', onSig);
       try {
+        const { runDemo } = await import('./demo.ts');
         await runDemo({ durationMs: opts.duration * 1000, signal: ac.signal, cpus: opts.cpus });
       } finally {
         process.off('SIGINT', onSig);
@@ -96,6 +97,7 @@ export function buildProgram(): Command {
         if (opts.dryRun) throw new InvalidArgumentError('arguments', '--dry-run needs -f CONFIG');
         config = { image: resolveImage(image), name: opts.name, memory: opts.memory, cmdline: opts.cmdline };
       }
+      const { Hypervisor } = await import('../runtime/hypervisor.ts');
       const hv = new Hypervisor(opts.boot !== undefined ? { boot: opts.boot } : {});
       try {
         const dom = await hv.createDomain(config);
@@ -131,6 +133,7 @@ export function buildProgram(): Command {
     .argument('<image>', 'guest image path or reference guest name')
     .option('--json', 'print the result as JSON')
     .action(async (image: string, opts: { json?: boolean }) => {
+      const { Hypervisor } = await import('../runtime/hypervisor.ts');
       const hv = new Hypervisor({ cpus: 1 });
       try {
         const img = await hv.loadImage(resolveImage(image));

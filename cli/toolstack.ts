@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import type { DomainInfo } from '../runtime/hypervisor.ts';
 import { ToolstackClient, NoDaemonError } from '../runtime/toolstack/client.ts';
-import { DaemonRunningError, defaultStateDir, socketPath, startDaemon } from '../runtime/toolstack/daemon.ts';
+import { DaemonRunningError, defaultStateDir, socketPath } from '../runtime/toolstack/paths.ts';
 import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
 import type { Action, CreateSpec, Results } from '../runtime/toolstack/protocol.ts';
 import { formatList } from './format.ts';
@@ -61,6 +61,7 @@ function longList(rows: readonly DomainInfo[]): string {
 /** Start the daemon: in this process (--foreground), or as a detached child, returning once its socket answers. */
 async function boot(opts: { foreground?: boolean; boot?: string }, dir: string): Promise<void> {
   if (opts.foreground) {
+    const { startDaemon } = await import('../runtime/toolstack/daemon.ts');
     const d = await startDaemon({ stateDir: dir, ...(opts.boot !== undefined ? { boot: opts.boot } : {}) });
     process.stderr.write(`wv: daemon running (pid ${process.pid}), socket ${d.socket}\n`);
     const stop = (): void => { void d.stop(); };

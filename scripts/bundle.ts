@@ -15,6 +15,9 @@ const result = await build({
   bundle: true,
   platform: 'node',
   format: 'esm',
+  // Heavy parts (the hypervisor, binaryen) are loaded on first use: separate chunks keep every command's start fast.
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
   target: 'node26',
   sourcemap: 'linked',
   legalComments: 'none',

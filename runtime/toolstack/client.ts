@@ -8,7 +8,7 @@ import net from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { WvError } from '../../kernel/errors.ts';
 import { PROTOCOL_VERSION, type Action, type DomRef, type Response, type Results } from './protocol.ts';
-import { StateDirError, socketPath } from './daemon.ts';
+import { StateDirError, socketPath } from './paths.ts';
 
 /** No daemon answers on the state directory's socket. */
 export class NoDaemonError extends WvError {

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 const wvPath = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
 const hasTmux = spawnSync('tmux', ['-V']).status === 0;
 
+if (!hasTmux && process.env.WV_TERMINAL_TESTS === 'required') t.fail('tmux is not installed, and the terminal tests are required here');
+
 t.test('top and console in a terminal', { skip: hasTmux ? false : 'tmux is not installed (apt-get install tmux)' }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wv-term-'));
   const server = `wv-test-${process.pid}`;
