@@ -162,9 +162,19 @@ t.test('bad input: unknown domain, duplicate name, config errors, missing image,
   });
   t.match(JSON.parse(garbage).error, { code: 'WV_ERR_INVALID_ARGUMENT', message: /is not a domain id or name/ });
 
-  // The daemon dies: its socket is stale; commands say so and boot cleans up.
+  // The daemon dies in the middle of a request: the waiting client says so.
+  t.equal(wv('create', 'spin', '--name', 'stubborn').status, 0);
+  const waiting = spawn(process.execPath, [wvPath, '--state-dir', dir, 'shutdown', '-w', '--timeout', '60', 'stubborn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let waitErr = '';
+  waiting.stderr.on('data', (b: Buffer) => { waitErr += b.toString(); });
+  await new Promise((r) => setTimeout(r, 700));
   const pid = Number(readFileSync(join(dir, 'wv.pid'), 'utf8'));
   process.kill(pid, 'SIGKILL');
+  const waitCode = await new Promise<number | null>((r) => waiting.once('exit', r));
+  t.equal(waitCode, 1);
+  t.match(waitErr, /the daemon closed the connection .*see its log, wv\.log in the state directory\) \[WV_ERR_PROTOCOL\]/);
+
+  // Its socket is now stale; commands say so and boot cleans up.
   for (let i = 0; i < 50; i++) { try { process.kill(pid, 0); } catch { break; } await new Promise((r) => setTimeout(r, 50)); }
   const stale = wv('list');
   t.equal(stale.status, 1);
