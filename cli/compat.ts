@@ -8,7 +8,9 @@
  * a message that says so.
  */
 import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseConfig } from '../runtime/toolstack/xlcfg.ts';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import { ToolstackClient } from '../runtime/toolstack/client.ts';
 import { defaultStateDir } from '../runtime/toolstack/paths.ts';
@@ -67,6 +69,24 @@ function num(s: string | undefined, what: string, usage: string): number {
   return n;
 }
 
+/** What the CD's `xc_dom_create.py -h` added: the variables the default config requires. */
+function requiredVarsHelp(file: string): string {
+  let text: string;
+  try { text = readFileSync(file, 'utf8'); } catch { return `\nThe default config file ${file} does not exist (give one with -f).\n`; }
+  try {
+    // Parse with every variable defaulted, just to read the declarations.
+    const names = new Set<string>();
+    for (const m of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) names.add(m[1]!);
+    const req = parseConfig(text, file, new Map([...names].map((n) => [n, '']))).entries.get('require')?.value;
+    const list = Array.isArray(req) ? req.map(String) : typeof req === 'string' ? [req] : [];
+    const optional = [...names].filter((n) => !list.includes(n));
+    return `\nThe config file ${file} requires the following vars to be defined:\n${list.map((n) => `  ${n}`).join('\n') || '  (none)'}\n`
+      + (optional.length ? `The following variables may be optionally defined:\n${optional.map((n) => `  ${n}`).join('\n')}\n` : '');
+  } catch (err) {
+    return `\nThe config file ${file} has an error: ${(err as Error).message}\n`;
+  }
+}
+
 export function addCompatCommands(program: Command, resolveImage: (s: string) => string, isGuestName: (s: string) => boolean, defaultConfig: () => string): void {
   const compat = program.command('compat').description('the Xen Demo CD\'s tools: xc_dom_create.py, xc_dom_control.py, xen_read_console');
 
@@ -75,6 +95,7 @@ export function addCompatCommands(program: Command, resolveImage: (s: string) =>
     .option('-f <config_file>', `use the specified defaults file (default ${defaultConfig()})`)
     .option('-D <foo=bar>', "set variable foo=bar before parsing the config, e.g. '-D vmid=3:ip='", (v: string, prev: string[] = []) => [...prev, v])
     .option('-n', "dry run only, don't actually create the domain")
+    .addHelpText('after', () => requiredVarsHelp(defaultConfig()))
     .action(async (opts: { f?: string; D?: string[]; n?: boolean }, cmd: Command) => {
       const file = resolve(opts.f ?? defaultConfig());
       const d = loadDomainConfig(file, parseDefines(opts.D ?? []), isGuestName);

@@ -219,6 +219,8 @@ t.test("the CD's command lines run as written: xc_dom_create.py, xc_dom_control,
   t.match(dry.stdout, /Parsing config file '.*defaults'/);
   t.match(dry.stdout, /VM memory \(MB\)\s+: "100"/);
   t.match(dry.stdout, /VM cmdline\s+: "ip=commando-1\.xeno, root=\/dev\/ram0 rw init=\/linuxrc 4/);
+  const help = cd('xc_dom_create.py', '-h');
+  t.match(help.stdout, /requires the following vars to be defined:\n {2}ip\nThe following variables may be optionally defined:\n {2}vmid\n {2}mem/, "-h lists the default config's variables, as the CD's did");
   const noip = cd('xc_dom_create.py', '-n');
   t.equal(noip.status, 1);
   t.match(noip.stderr, /requires variable "ip"/);
