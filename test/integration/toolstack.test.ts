@@ -172,7 +172,7 @@ t.test('bad input: unknown domain, duplicate name, config errors, missing image,
   process.kill(pid, 'SIGKILL');
   const waitCode = await new Promise<number | null>((r) => waiting.once('exit', r));
   t.equal(waitCode, 1);
-  t.match(waitErr, /the daemon closed the connection .*see its log, wv\.log in the state directory\) \[WV_ERR_PROTOCOL\]/);
+  t.match(waitErr, /the daemon closed the connection.*see its log, wv\.log in the state directory\) \[WV_ERR_PROTOCOL\]/);
 
   // Its socket is now stale; commands say so and boot cleans up.
   for (let i = 0; i < 50; i++) { try { process.kill(pid, 0); } catch { break; } await new Promise((r) => setTimeout(r, 50)); }
