@@ -167,7 +167,8 @@ t.test('bad input: unknown domain, duplicate name, config errors, missing image,
   const waiting = spawn(process.execPath, [wvPath, '--state-dir', dir, 'shutdown', '-w', '--timeout', '60', 'stubborn'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let waitErr = '';
   waiting.stderr.on('data', (b: Buffer) => { waitErr += b.toString(); });
-  await new Promise((r) => setTimeout(r, 700));
+  // Wait until the daemon has the request (it logs it), then kill it.
+  for (let i = 0; i < 200 && !/\(stubborn\): poweroff requested/.test(readFileSync(join(dir, 'wv.log'), 'utf8')); i++) await new Promise((r) => setTimeout(r, 50));
   const pid = Number(readFileSync(join(dir, 'wv.pid'), 'utf8'));
   process.kill(pid, 'SIGKILL');
   const waitCode = await new Promise<number | null>((r) => waiting.once('exit', r));
