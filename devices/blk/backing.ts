@@ -1,0 +1,215 @@
+/**
+ * The host side of a virtual block device: a backing store (a host file or
+ * block device) opened read-only or read-write, with asynchronous sector
+ * I/O that never blocks the kernel, and the rules for sharing one store
+ * between domains.
+ */
+import { open, realpath, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { constants } from 'node:fs';
+import { InvalidArgumentError, WvError } from '../../kernel/errors.ts';
+
+export const SECTOR_SIZE = 512;
+
+/** A backing store could not be opened or used; names the path and the reason. */
+export class BackingStoreError extends WvError {
+  readonly path: string;
+  constructor(path: string, detail: string) {
+    super('WV_ERR_BLOCK_BACKING', `block device backing ${path}: ${detail}`);
+    this.path = path;
+  }
+}
+
+/** The store is attached elsewhere in a way that forbids this attach. */
+export class BlockSharingError extends WvError {
+  constructor(path: string, detail: string) {
+    super('WV_ERR_BLOCK_SHARING', `cannot attach ${path}: ${detail}`);
+  }
+}
+
+/** An I/O request failed; the request gets an error status, nothing else is affected. */
+export class BlockIoError extends WvError {
+  readonly errno: string;
+  constructor(path: string, what: string, errno: string) {
+    super('WV_ERR_BLOCK_IO', `block device backing ${path}: ${what} failed: ${errno}`);
+    this.errno = errno;
+  }
+}
+
+export interface BackingInfo {
+  path: string;
+  /** Device identity, the same for every path to one store (dev:ino, or the block device number). */
+  identity: string;
+  sectors: bigint;
+  sectorSize: number;
+  readonly: boolean;
+  isBlockDevice: boolean;
+}
+
+function code(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+}
+
+/** Size of a host block device, from sysfs (Node has no BLKGETSIZE64). */
+async function blockDeviceBytes(path: string): Promise<bigint> {
+  const real = await realpath(path);
+  const name = basename(real);
+  const text = await readFile(`/sys/class/block/${name}/size`, 'utf8');
+  return BigInt(text.trim()) * 512n; // sysfs counts 512-byte sectors whatever the device's sector size
+}
+
+export class BackingStore {
+  readonly info: BackingInfo;
+  readonly #fh: FileHandle;
+  #closed = false;
+  /** Requests in flight (a detach waits for them). */
+  #inflight = new Set<Promise<unknown>>();
+
+  private constructor(fh: FileHandle, info: BackingInfo) {
+    this.#fh = fh;
+    this.info = info;
+  }
+
+  /** Open `path` for a VBD; throws BackingStoreError naming the path and reason. */
+  static async open(path: string, readonly: boolean): Promise<BackingStore> {
+    let st;
+    try {
+      st = await stat(path);
+    } catch (err) {
+      throw new BackingStoreError(path, code(err) === 'ENOENT' ? 'it does not exist' : `cannot stat it: ${code(err)}`);
+    }
+    if (!st.isFile() && !st.isBlockDevice()) throw new BackingStoreError(path, 'it is neither a regular file nor a block device');
+    let fh: FileHandle;
+    try {
+      fh = await open(path, readonly ? constants.O_RDONLY : constants.O_RDWR);
+    } catch (err) {
+      throw new BackingStoreError(path, `cannot open it ${readonly ? 'read-only' : 'read-write'}: ${code(err)}`);
+    }
+    let bytes: bigint;
+    try {
+      bytes = st.isBlockDevice() ? await blockDeviceBytes(path) : BigInt(st.size);
+    } catch (err) {
+      await fh.close();
+      throw new BackingStoreError(path, `cannot find its size: ${code(err)}`);
+    }
+    const identity = st.isBlockDevice() ? `blk:${st.rdev}` : `file:${st.dev}:${st.ino}`;
+    return new BackingStore(fh, {
+      path, identity, sectors: bytes / BigInt(SECTOR_SIZE), sectorSize: SECTOR_SIZE, readonly, isBlockDevice: st.isBlockDevice(),
+    });
+  }
+
+  #check(sector: bigint, bytes: number, write: boolean): void {
+    if (this.#closed) throw new BlockIoError(this.info.path, write ? 'write' : 'read', 'the device is detached');
+    if (write && this.info.readonly) throw new BlockIoError(this.info.path, 'write', 'EROFS (the device is read-only)');
+    if (bytes % SECTOR_SIZE !== 0) throw new InvalidArgumentError('block request', `${bytes} bytes is not a whole number of sectors`);
+    const count = BigInt(bytes / SECTOR_SIZE);
+    if (sector < 0n || sector + count > this.info.sectors) {
+      throw new BlockIoError(this.info.path, write ? 'write' : 'read', `ERANGE (sectors ${sector}..${sector + count} past the end, ${this.info.sectors} sectors)`);
+    }
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inflight.add(p);
+    const done = (): void => { this.#inflight.delete(p); };
+    p.then(done, done);
+    return p;
+  }
+
+  /** Read `into.length` bytes at `sector`. Every failure is a rejection (bad ranges included). */
+  read(sector: bigint, into: Uint8Array): Promise<void> {
+    try { this.#check(sector, into.length, false); } catch (err) { return Promise.reject(err); }
+    return this.#track((async () => {
+      let done = 0;
+      while (done < into.length) {
+        let n: number;
+        try {
+          ({ bytesRead: n } = await this.#fh.read(into, done, into.length - done, Number(sector) * SECTOR_SIZE + done));
+        } catch (err) {
+          throw new BlockIoError(this.info.path, 'read', code(err));
+        }
+        if (n === 0) throw new BlockIoError(this.info.path, 'read', 'EIO (the backing store is shorter than it was)');
+        done += n;
+      }
+    })());
+  }
+
+  /** Write `data` at `sector`. Not durable until `flush`. */
+  write(sector: bigint, data: Uint8Array): Promise<void> {
+    try { this.#check(sector, data.length, true); } catch (err) { return Promise.reject(err); }
+    return this.#track((async () => {
+      let done = 0;
+      while (done < data.length) {
+        try {
+          const { bytesWritten } = await this.#fh.write(data, done, data.length - done, Number(sector) * SECTOR_SIZE + done);
+          done += bytesWritten;
+        } catch (err) {
+          throw new BlockIoError(this.info.path, 'write', code(err));
+        }
+      }
+    })());
+  }
+
+  /** A barrier: resolves once every write acknowledged before it is durable on the host. */
+  flush(): Promise<void> {
+    if (this.#closed) return Promise.reject(new BlockIoError(this.info.path, 'flush', 'the device is detached'));
+    const before = [...this.#inflight];
+    return this.#track((async () => {
+      await Promise.allSettled(before);
+      try {
+        await this.#fh.datasync();
+      } catch (err) {
+        throw new BlockIoError(this.info.path, 'flush', code(err));
+      }
+    })());
+  }
+
+  /**
+   * Discard: the guest no longer needs these sectors. Node cannot punch
+   * holes, so the data stays (allowed: discarded sectors read back as
+   * anything); the range is still checked.
+   */
+  async discard(sector: bigint, sectors: bigint): Promise<void> {
+    this.#check(sector, Number(sectors) * SECTOR_SIZE, true);
+  }
+
+  /** Wait for the requests in flight, then close. Later requests fail. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#inflight]);
+    await this.#fh.close();
+  }
+}
+
+interface Holder { domid: number; name: string; readonly: boolean; vdev: string }
+
+/**
+ * Who holds which store: many readers, or one writer, never both. Keyed by
+ * the store's identity, so two paths to one file are the same store.
+ */
+export class SharingTable {
+  readonly #holders = new Map<string, Holder[]>();
+
+  /** Record an attach, or throw BlockSharingError naming the holder. */
+  claim(info: Pick<BackingInfo, 'identity' | 'path'>, holder: Holder): void {
+    const list = this.#holders.get(info.identity) ?? [];
+    const writer = list.find((h) => !h.readonly);
+    if (writer) {
+      throw new BlockSharingError(info.path, `it is attached read-write to domain ${writer.domid} (${writer.name}) as ${writer.vdev}; a store attached read-write is not shared`);
+    }
+    if (!holder.readonly && list.length > 0) {
+      const r = list[0]!;
+      throw new BlockSharingError(info.path, `it is attached read-only to domain ${r.domid} (${r.name}) as ${r.vdev}${list.length > 1 ? ` and ${list.length - 1} more` : ''}; it can be attached read-write only when no one else has it`);
+    }
+    list.push(holder);
+    this.#holders.set(info.identity, list);
+  }
+
+  release(identity: string, domid: number, vdev: string): void {
+    const list = (this.#holders.get(identity) ?? []).filter((h) => !(h.domid === domid && h.vdev === vdev));
+    if (list.length) this.#holders.set(identity, list);
+    else this.#holders.delete(identity);
+  }
+
+  holders(identity: string): readonly Holder[] { return this.#holders.get(identity) ?? []; }
+}
