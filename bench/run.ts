@@ -2,7 +2,7 @@
  * `npm run bench`: wasmvisor's figures, each with a baseline measured in the
  * same run (the machines are shared and noisy, so ratios are what compare).
  * `npm run bench -- --json` prints JSON only; `--quick` uses smaller counts;
- * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack).
+ * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk).
  */
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
@@ -10,6 +10,7 @@ import { printer, idler } from '../test/helpers/wat.ts';
 import { pvFigures } from './pv.ts';
 import { cpuFigures } from './cpu.ts';
 import { toolstackFigures } from './toolstack.ts';
+import { blkFigures } from './blk.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
@@ -126,7 +127,7 @@ async function maxDomains(): Promise<void> {
   await hv.close();
 }
 
-// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack.
+// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk.
 const want = (name: string): boolean => only === undefined || only.split(',').includes(name);
 if (want('creation')) await creation();
 if (want('density')) await density();
@@ -134,6 +135,7 @@ if (want('max')) await maxDomains();
 if (want('pv')) figures.push(...(await pvFigures(quick, log)));
 if (want('cpu')) figures.push(...(await cpuFigures(quick, log)));
 if (want('toolstack')) figures.push(...(await toolstackFigures(quick, log)));
+if (want('blk')) figures.push(...(await blkFigures(quick, log)));
 
 if (json) {
   process.stdout.write(`${JSON.stringify({ node: process.version, cpus: (await import('node:os')).availableParallelism(), figures }, null, 2)}\n`);

@@ -89,3 +89,29 @@ t.test('a grant to a domain id that was reused is not honoured', async (t) => {
   table.claim(2, false); // domain 2 destroyed and the id reused
   t.equal(gt.copy(2, 1, g, 0, 0, 4, false), -Errno.EINVAL);
 });
+
+t.test('a backend maps a granted page: direct bytes, the grant cannot end while mapped, bad maps are refused', async (t) => {
+  const { gt, mem } = setup();
+  const g = gt.grantAccess(1, 2, 3, 0, 4 * PAGE_SIZE);
+  const ro = gt.grantAccess(1, 2, 1, 1, 4 * PAGE_SIZE);
+  const m = gt.map(2, 1, g, true);
+  if (typeof m === 'number') { t.fail(`map failed: ${m}`); return; }
+  t.equal(m.bytes.length, PAGE_SIZE);
+  m.bytes.set([1, 2, 3], 10);
+  t.same([...mem.get(1)!.subarray(3 * PAGE_SIZE + 10, 3 * PAGE_SIZE + 13)], [1, 2, 3], 'writes land in the granter\'s page');
+  t.equal(gt.endAccess(1, g), -Errno.EBUSY, 'a mapped grant cannot end');
+  m.release();
+  m.release();
+  t.equal(gt.endAccess(1, g), 0, 'released once, however often release is called');
+  t.equal(gt.map(2, 1, g, false), -Errno.EINVAL, 'an ended grant');
+  t.equal(gt.map(2, 1, ro, true), -Errno.EACCES, 'writable map of a read-only grant');
+  const r = gt.map(2, 1, ro, false);
+  t.type(r, 'object', 'read-only map of a read-only grant');
+  if (typeof r !== 'number') r.release();
+  t.equal(gt.map(3, 1, ro, false), -Errno.EINVAL, 'not granted to this domain');
+  t.equal(gt.map(2, 1, 0, false), -Errno.EINVAL);
+  t.equal(gt.map(2, 1, 9999, false), -Errno.EINVAL);
+  t.equal(gt.map(2, 9, 1, false), -Errno.ESRCH, 'no such granter');
+  t.equal(gt.map(1, 1, ro, false), -Errno.EINVAL, 'mapping your own grant');
+  t.equal(gt.endAccess(1, ro), 0, 'failed maps hold nothing');
+});

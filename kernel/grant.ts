@@ -25,6 +25,14 @@ export interface GuestMemories {
   size(domid: number, atLeast: number): number | undefined;
   /** Copy `len` bytes; both ranges have been checked against size(). */
   copy(fromDom: number, fromOffset: number, toDom: number, toOffset: number, len: number): void;
+  /** The domain's memory itself, where this thread can see it (for `map`). */
+  view?(domid: number): Uint8Array | undefined;
+}
+
+/** A granted page mapped by a backend: its bytes, until `release`. */
+export interface GrantMapping {
+  readonly bytes: Uint8Array;
+  release(): void;
 }
 
 /** GuestMemories over plain views (tests, the main thread). */
@@ -34,6 +42,7 @@ export function viewMemories(lookup: (domid: number) => Uint8Array | undefined):
     copy: (from, fromOffset, to, toOffset, len) => {
       lookup(to)!.set(lookup(from)!.subarray(fromOffset, fromOffset + len), toOffset);
     },
+    view: lookup,
   };
 }
 
@@ -127,6 +136,38 @@ export class GrantTables {
     } finally {
       Atomics.sub(this.#w, e + 3, 1);
     }
+  }
+
+  /**
+   * Map the page `granter` granted to `dom` as `gref`, for a backend in the
+   * host to read or write it directly (a block backend reads the disk
+   * straight into it). Returns the page's bytes and a release function, or
+   * a negative errno (as `copy`). Until released the granter cannot end the
+   * grant (-EBUSY), as with a Xen grant mapping; `release` is idempotent.
+   */
+  map(dom: number, granter: number, gref: number, writable: boolean): GrantMapping | number {
+    granter >>>= 0;
+    gref >>>= 0;
+    if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
+    if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
+    const e = this.#entry(granter, gref);
+    Atomics.add(this.#w, e + 3, 1);
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      Atomics.sub(this.#w, e + 3, 1);
+    };
+    const flags = Atomics.load(this.#w, e);
+    let err = 0;
+    if ((flags & GrantFlag.IN_USE) === 0 || (flags & GrantFlag.ENDING) !== 0) err = -Errno.EINVAL;
+    else if (this.#w[e + 1] !== dom || this.#w[e + 4] !== this.table.generation(dom)) err = -Errno.EINVAL;
+    else if (writable && (flags & GrantFlag.READONLY) !== 0) err = -Errno.EACCES;
+    const mem = err === 0 ? this.#memory.view?.(granter) : undefined;
+    const at = this.#w[e + 2]! * PAGE_SIZE;
+    if (err === 0 && (mem === undefined || at + PAGE_SIZE > mem.length)) err = mem === undefined ? -Errno.ESRCH : -Errno.EFAULT;
+    if (err !== 0) { release(); return err; }
+    return { bytes: mem!.subarray(at, at + PAGE_SIZE), release };
   }
 
   /** How many grants `dom` has in use (for listings). */

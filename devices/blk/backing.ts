@@ -149,6 +149,51 @@ export class BackingStore {
     })());
   }
 
+  /**
+   * Read consecutive sectors from `sector` into several buffers (the pages
+   * of one request) with one vectored system call where the host allows.
+   */
+  readv(sector: bigint, buffers: Uint8Array[]): Promise<void> {
+    return this.#vectored(sector, buffers, false);
+  }
+
+  /** Write several buffers to consecutive sectors from `sector`, vectored. */
+  writev(sector: bigint, buffers: Uint8Array[]): Promise<void> {
+    return this.#vectored(sector, buffers, true);
+  }
+
+  #vectored(sector: bigint, buffers: Uint8Array[], write: boolean): Promise<void> {
+    const total = buffers.reduce((n, b) => n + b.length, 0);
+    try {
+      for (const b of buffers) if (b.length % SECTOR_SIZE !== 0) throw new InvalidArgumentError('block request', `${b.length} bytes is not a whole number of sectors`);
+      this.#check(sector, total, write);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#track((async () => {
+      let pos = Number(sector) * SECTOR_SIZE;
+      let rest = buffers;
+      while (rest.length > 0) {
+        let n: number;
+        try {
+          n = write ? (await this.#fh.writev(rest, pos)).bytesWritten : (await this.#fh.readv(rest, pos)).bytesRead;
+        } catch (err) {
+          throw new BlockIoError(this.info.path, write ? 'write' : 'read', code(err));
+        }
+        if (n === 0) throw new BlockIoError(this.info.path, write ? 'write' : 'read', write ? 'EIO (nothing written)' : 'EIO (the backing store is shorter than it was)');
+        pos += n;
+        // Drop what was transferred; a partial buffer continues from where it stopped.
+        const next: Uint8Array[] = [];
+        for (const b of rest) {
+          if (n >= b.length) { n -= b.length; continue; }
+          next.push(n > 0 ? b.subarray(n) : b);
+          n = 0;
+        }
+        rest = next;
+      }
+    })());
+  }
+
   /** A barrier: resolves once every write acknowledged before it is durable on the host. */
   flush(): Promise<void> {
     if (this.#closed) return Promise.reject(new BlockIoError(this.info.path, 'flush', 'the device is detached'));
