@@ -417,6 +417,15 @@ const CORE_SIGNATURES = {
     'monotonic-now': [[], ['i64']],
     'set-timer': [['i64'], ['i32']],
   },
+  'wasmvisor:hypercall/store@0.1.0': {
+    read: [['i32', 'i32', 'i32', 'i32'], ['i32']],
+    write: [['i32', 'i32', 'i32', 'i32'], ['i32']],
+    directory: [['i32', 'i32', 'i32', 'i32'], ['i32']],
+    remove: [['i32', 'i32'], ['i32']],
+    watch: [['i32', 'i32'], ['i32']],
+    unwatch: [['i32', 'i32'], ['i32']],
+    'next-event': [['i32', 'i32'], ['i32']],
+  },
 } as const satisfies Record<string, Record<string, readonly [readonly CoreType[], readonly CoreType[]]>>;
 
 type JsValue<T> = T extends 'i32' ? number : T extends 'i64' ? bigint : never;

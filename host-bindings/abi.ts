@@ -19,7 +19,7 @@ export interface HypercallSpec {
   /** Stable numeric id (used in traces and the kernel log). */
   readonly id: number;
   /** WIT interface name. */
-  readonly iface: 'console' | 'start-info' | 'sched' | 'evtchn' | 'grant' | 'time';
+  readonly iface: 'console' | 'start-info' | 'sched' | 'evtchn' | 'grant' | 'time' | 'store';
   /** WIT function name, which is also the core import field name. */
   readonly name: string;
   /** The errors this call can return (negated). */
@@ -58,6 +58,13 @@ export const HYPERCALLS: readonly HypercallSpec[] = [
   { id: 83, iface: 'grant', name: 'copy-to', errors: ['ESRCH', 'EINVAL', 'EFAULT', 'EACCES'], suspends: false, params: ['i32', 'i32', 'i32', 'i32', 'i32'], results: ['i32'] },
   { id: 48, iface: 'time', name: 'monotonic-now', errors: [], suspends: false, params: [], results: ['i64'] },
   { id: 49, iface: 'time', name: 'set-timer', errors: ['EINVAL'], suspends: false, params: ['i64'], results: ['i32'] },
+  { id: 96, iface: 'store', name: 'read', errors: ['ENOENT', 'EACCES', 'EINVAL', 'EFAULT'], suspends: true, params: ['i32', 'i32', 'i32', 'i32'], results: ['i32'] },
+  { id: 97, iface: 'store', name: 'write', errors: ['EACCES', 'EINVAL', 'E2BIG', 'ENOSPC', 'EFAULT'], suspends: true, params: ['i32', 'i32', 'i32', 'i32'], results: ['i32'] },
+  { id: 98, iface: 'store', name: 'directory', errors: ['ENOENT', 'EACCES', 'EINVAL', 'EFAULT'], suspends: true, params: ['i32', 'i32', 'i32', 'i32'], results: ['i32'] },
+  { id: 99, iface: 'store', name: 'remove', errors: ['ENOENT', 'EACCES', 'EINVAL', 'EFAULT'], suspends: true, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 100, iface: 'store', name: 'watch', errors: ['EINVAL', 'ENOSPC', 'EFAULT'], suspends: true, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 101, iface: 'store', name: 'unwatch', errors: ['ENOENT', 'EINVAL', 'EFAULT'], suspends: true, params: ['i32', 'i32'], results: ['i32'] },
+  { id: 102, iface: 'store', name: 'next-event', errors: ['EFAULT'], suspends: true, params: ['i32', 'i32'], results: ['i32'] },
 ];
 
 /** The core-module import module name for a WIT interface, e.g. `wasmvisor:hypercall/console@0.1.0`. */

@@ -19,8 +19,8 @@ export const NR_GRANTS = 256;
 /** The page size of grants. */
 export const PAGE_SIZE = 4096;
 /** Virtual interrupts a domain can bind. */
-export const Virq = { TIMER: 0, CONSOLE: 1, SHUTDOWN: 2, DOM_EXC: 3 } as const;
-export const NR_VIRQS = 4;
+export const Virq = { TIMER: 0, CONSOLE: 1, SHUTDOWN: 2, DOM_EXC: 3, STORE: 4 } as const;
+export const NR_VIRQS = 5;
 
 // Word offsets inside a slot.
 export const H_LIVE = 0;          // 1 while a domain with this id exists

@@ -9,8 +9,9 @@
  *   most 4096.
  * - Each node has an owner and a list of other domains that may read it,
  *   or read and write it. A new node inherits its parent's list and is owned
- *   by its creator; creating one needs write access to its nearest existing
- *   ancestor. Domain 0 (the host) may do anything.
+ *   by its creator (or, when domain 0 creates it, by the parent's owner);
+ *   creating one needs write access to its nearest existing ancestor.
+ *   Domain 0 (the host) may do anything.
  * - A domain owns at most `quota` nodes (-ENOSPC past it).
  * - Watches: a domain watching a path gets an event, the changed path,
  *   whenever a node at or under it is written or removed and it may read
@@ -129,9 +130,14 @@ export class Store {
       const creating = parts.length - i;
       if (caller !== 0 && (this.#owned.get(caller) ?? 0) + creating > this.#quota) return -Errno.ENOSPC;
       for (; i < parts.length; i++) {
-        const child: Node = { value: '', perms: { owner: caller, others: n.perms.others.map((o) => ({ ...o })) }, children: new Map() };
+        // As in xenstored: a new node inherits its parent's permissions; a
+        // domain other than 0 becomes its owner (domain 0's nodes keep the
+        // parent's owner, so what the toolstack writes in a guest's home
+        // stays the guest's).
+        const owner = caller === 0 ? n.perms.owner : caller;
+        const child: Node = { value: '', perms: { owner, others: n.perms.others.map((o) => ({ ...o })) }, children: new Map() };
         n.children.set(parts[i]!, child);
-        this.#owned.set(caller, (this.#owned.get(caller) ?? 0) + 1);
+        this.#owned.set(owner, (this.#owned.get(owner) ?? 0) + 1);
         n = child;
       }
       n.value = value;

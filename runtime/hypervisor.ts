@@ -32,7 +32,8 @@ import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
 import { CpuPool } from './executor/cpu-pool.ts';
 import { parseBootOptions } from './boot-options.ts';
 import { Attention, Ctl, RunState } from './executor/protocol.ts';
-import type { FromHost, GuestExit, SharedTables } from './executor/protocol.ts';
+import type { FromHost, GuestExit, SharedTables, StoreOp } from './executor/protocol.ts';
+import { Store } from '../kernel/store.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
 
 const MiB = 1024 * 1024;
@@ -125,6 +126,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly pv: PvTable;
   readonly evtchn: EventChannels;
   readonly grants: GrantTables;
+  /** The store frontends and backends meet in (kernel/store.ts); domain 0 is the host. */
+  readonly store: Store;
   readonly #pool: CpuPool;
   readonly #tables: SharedTables;
   readonly #ctl: Int32Array;
@@ -169,6 +172,7 @@ export class Hypervisor implements AsyncDisposable {
     this.pv.claim(0, true);
     this.pv.setHome(0, -1);
     this.evtchn = new EventChannels(this.pv, -1, () => {}, this.#attention);
+    this.store = new Store({ onEvent: (d) => { if (d !== 0) this.evtchn.raiseVirq(d, Virq.STORE); } });
     this.grants = new GrantTables(this.pv, viewMemories((id) => {
       const m = this.#domains.get(id)?.memory;
       return m ? new Uint8Array(m.buffer) : undefined;
@@ -305,6 +309,7 @@ export class Hypervisor implements AsyncDisposable {
     }, image.module, config.cpu);
     this.#sched.set(record.id, sched);
     this.pv.setHome(record.id, cpu);
+    this.#storeHome(record.id, record.name);
     this.kernel.setPhase(record, config.paused ? 'paused' : 'running');
     this.kernel.log.info(`domain ${record.id} (${record.name}) created: ${image.label}, ${memoryBytes / MiB} MiB, on cpu ${this.#pool.cpuOf(record.id)}`);
     return dom;
@@ -519,6 +524,9 @@ export class Hypervisor implements AsyncDisposable {
       case 'exit':
         this.#onExit(msg.domid, msg.exit);
         return;
+      case 'store':
+        this.#pool.send(msg.domid, { t: 'store-reply', domid: msg.domid, req: msg.req, result: this.#storeOp(msg.domid, msg.op, msg.path, msg.value) });
+        return;
     }
   }
 
@@ -558,6 +566,31 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
+  /** A guest's store call (kernel/store.ts): a number is 0 or a negative errno. */
+  #storeOp(domid: number, op: StoreOp, path: string, value: string): number | string | string[] | null {
+    if (!this.#domains.has(domid)) return -Errno.ESRCH;
+    switch (op) {
+      case 'read': return this.store.read(domid, path);
+      case 'write': return this.store.write(domid, path, value);
+      case 'directory': return this.store.list(domid, path);
+      case 'remove': return this.store.remove(domid, path);
+      case 'watch': return this.store.watch(domid, path);
+      case 'unwatch': return this.store.unwatch(domid, path);
+      case 'next-event': return this.store.nextEvent(domid) ?? null;
+    }
+  }
+
+  /** A new domain's home in the store: its own, with its name and id readable by it. */
+  #storeHome(id: number, name: string): void {
+    const home = `/local/domain/${id}`;
+    this.store.write(0, home, '');
+    this.store.setPerms(0, home, { owner: id, others: [] });
+    for (const [k, v] of [['name', name], ['domid', String(id)]] as const) {
+      this.store.write(0, `${home}/${k}`, v);
+      this.store.setPerms(0, `${home}/${k}`, { owner: 0, others: [{ domid: id, write: false }] });
+    }
+  }
+
   #release(dom: Domain, exit: DomainExit): void {
     const rec = dom.record;
     this.#domains.delete(rec.id);
@@ -568,6 +601,7 @@ export class Hypervisor implements AsyncDisposable {
     this.pv.setHome(rec.id, -1);
     this.evtchn.closeAll(rec.id);
     this.grants.endAll(rec.id);
+    this.store.releaseDomain(rec.id);
     if (!this.#closed) this.#pool.broadcast({ t: 'forget', domid: rec.id });
     dom.memory = undefined;
     this.kernel.release(rec);

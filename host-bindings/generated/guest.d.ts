@@ -5,6 +5,7 @@ import type * as WasmvisorHypercallEvtchn from './interfaces/wasmvisor-hypercall
 import type * as WasmvisorHypercallGrant from './interfaces/wasmvisor-hypercall-grant.js'; // wasmvisor:hypercall/grant@0.1.0
 import type * as WasmvisorHypercallSched from './interfaces/wasmvisor-hypercall-sched.js'; // wasmvisor:hypercall/sched@0.1.0
 import type * as WasmvisorHypercallStartInfo from './interfaces/wasmvisor-hypercall-start-info.js'; // wasmvisor:hypercall/start-info@0.1.0
+import type * as WasmvisorHypercallStore from './interfaces/wasmvisor-hypercall-store.js'; // wasmvisor:hypercall/store@0.1.0
 import type * as WasmvisorHypercallTime from './interfaces/wasmvisor-hypercall-time.js'; // wasmvisor:hypercall/time@0.1.0
 export interface ImportObject {
   'wasmvisor:hypercall/console@0.1.0': typeof WasmvisorHypercallConsole,
@@ -12,6 +13,7 @@ export interface ImportObject {
   'wasmvisor:hypercall/grant@0.1.0': typeof WasmvisorHypercallGrant,
   'wasmvisor:hypercall/sched@0.1.0': typeof WasmvisorHypercallSched,
   'wasmvisor:hypercall/start-info@0.1.0': typeof WasmvisorHypercallStartInfo,
+  'wasmvisor:hypercall/store@0.1.0': typeof WasmvisorHypercallStore,
   'wasmvisor:hypercall/time@0.1.0': typeof WasmvisorHypercallTime,
 }
 export interface Guest {

@@ -63,6 +63,9 @@ export interface HostInit {
   readonly sliceMs: number;
 }
 
+/** Store operations a guest may call. */
+export type StoreOp = 'read' | 'write' | 'directory' | 'remove' | 'watch' | 'unwatch' | 'next-event';
+
 export type ToHost =
   | { t: 'image'; imageId: string; module: WebAssembly.Module }
   | {
@@ -91,7 +94,9 @@ export type ToHost =
   | { t: 'slice'; sliceMs: number }
   | { t: 'event'; domid: number }
   /** Keyboard input for a domain's console (raises its console virq). */
-  | { t: 'console-in'; domid: number; bytes: Uint8Array };
+  | { t: 'console-in'; domid: number; bytes: Uint8Array }
+  /** The answer to a store call: a number (errno or status), a string (value, event) or names. */
+  | { t: 'store-reply'; domid: number; req: number; result: number | string | string[] | null };
 
 export type GuestExit =
   | { kind: 'shutdown'; reason: ShutdownReason }
@@ -102,4 +107,6 @@ export type FromHost =
   | { t: 'console'; domid: number; bytes: Uint8Array }
   /** The domain is parked (paused) and uses no CPU: confirms a pause. */
   | { t: 'paused'; domid: number }
-  | { t: 'exit'; domid: number; exit: GuestExit };
+  | { t: 'exit'; domid: number; exit: GuestExit }
+  /** A guest's store call, carried out by the main thread (kernel/store.ts). */
+  | { t: 'store'; domid: number; req: number; op: StoreOp; path: string; value: string };

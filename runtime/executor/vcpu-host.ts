@@ -20,14 +20,16 @@ import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { FLAGS_NAME, SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
 import { Attention, CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
 import { Bvt, BvtEntity, DEFAULT_BVT } from '../../kernel/bvt.ts';
-import type { FromHost, GuestExit, HostInit, ToHost } from './protocol.ts';
+import type { FromHost, GuestExit, HostInit, StoreOp, ToHost } from './protocol.ts';
 
-type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'dead';
+type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'waiting' | 'dead';
 
 /** Console input waiting for a guest to read it, at most (bytes). */
 const CONSOLE_INPUT_MAX = 64 * 1024;
 
 interface Guest {
+  /** A store call in flight: its request number and what to do with the answer. */
+  storeWait: { req: number; finish: (result: number | string | string[] | null) => void } | undefined;
   /** Console input not yet read (console.read), and its total size. */
   input: Uint8Array[];
   inputBytes: number;
@@ -72,6 +74,7 @@ export class VcpuHost {
   readonly #post: (msg: FromHost, transfer?: ArrayBuffer[]) => void;
   readonly #images = new Map<string, WebAssembly.Module>();
   readonly #guests = new Map<number, Guest>();
+  #storeSeq = 0;
   readonly #ready: Guest[] = [];
   readonly #sched: Bvt;
   readonly #ctl: Int32Array;
@@ -164,6 +167,14 @@ export class VcpuHost {
       case 'event': {
         const g = this.#guests.get(msg.domid);
         if (g) this.#raiseEvent(g);
+        return;
+      }
+      case 'store-reply': {
+        const g = this.#guests.get(msg.domid);
+        const done = g?.storeWait;
+        if (!g || !done || done.req !== msg.req) return;
+        g.storeWait = undefined;
+        done.finish(msg.result);
         return;
       }
       case 'console-in': {
@@ -265,6 +276,7 @@ export class VcpuHost {
       watchdog: undefined,
       input: [],
       inputBytes: 0,
+      storeWait: undefined,
       sliceStart: 0,
       bvt: new BvtEntity(msg.sched ?? DEFAULT_BVT),
     };
@@ -277,6 +289,55 @@ export class VcpuHost {
       return;
     }
     this.#makeReady(g);
+  }
+
+  /**
+   * A store call: the arguments are read from guest memory here (so a bad
+   * range is -EFAULT before anything else happens), the main thread carries
+   * the call out, and the guest waits, off the CPU, for the answer, which is
+   * written back into its buffer (at most `cap` bytes) when it resumes.
+   */
+  #storeCall(g: Guest, op: StoreOp, path: number, pathLen: number, value?: [number, number], buf = 0, cap = 0): number | Promise<number> {
+    const m = new Uint8Array(g.memory.buffer);
+    const range = (p: number, n: number): boolean => (p >>> 0) + (n >>> 0) <= m.length;
+    if (op !== 'next-event' && (!range(path, pathLen) || (pathLen >>> 0) > 1024)) return (pathLen >>> 0) > 1024 && range(path, pathLen) ? -Errno.EINVAL : -Errno.EFAULT;
+    if (value && !range(value[0], value[1])) return -Errno.EFAULT;
+    if (value && (value[1] >>> 0) > 4096) return -Errno.E2BIG;
+    if (cap && !range(buf, cap)) return -Errno.EFAULT;
+    const dec = new TextDecoder('utf-8', { fatal: true });
+    let p = '';
+    let v = '';
+    try {
+      p = op === 'next-event' ? '' : dec.decode(m.slice(path >>> 0, (path >>> 0) + (pathLen >>> 0)));
+      v = value ? dec.decode(m.slice(value[0] >>> 0, (value[0] >>> 0) + (value[1] >>> 0))) : '';
+    } catch {
+      return -Errno.EINVAL; // not UTF-8
+    }
+    const req = ++this.#storeSeq;
+    const waiting = this.#suspend(g, 'waiting');
+    g.storeWait = {
+      req,
+      finish: (result) => {
+        let out: number;
+        if (typeof result === 'number') out = result;
+        else if (result === null) out = 0;
+        else {
+          const data = new TextEncoder().encode(typeof result === 'string' ? result : result.map((n) => `${n}\0`).join(''));
+          new Uint8Array(g.memory.buffer).set(data.subarray(0, cap >>> 0), buf >>> 0);
+          out = data.length;
+        }
+        if (g.state !== 'waiting') return;
+        g.wakeValue = out;
+        this.#awaken(g);
+        if (g.paused) {
+          g.state = 'parked'; // its pause was confirmed while it waited
+        } else {
+          this.#makeReady(g);
+        }
+      },
+    };
+    this.#post({ t: 'store', domid: g.domid, req, op, path: p, value: v });
+    return waiting;
   }
 
   /** (Re-)arm a guest's watchdog; 0 disarms it. */
@@ -616,6 +677,15 @@ export class VcpuHost {
           gt.copy(d, granter, gref, offset, dst, len, false),
         'copy-to': (granter: number, gref: number, offset: number, src: number, len: number): number =>
           gt.copy(d, granter, gref, offset, src, len, true),
+      },
+      'wasmvisor:hypercall/store@0.1.0': {
+        read: suspending((path: number, pathLen: number, buf: number, cap: number) => this.#storeCall(g, 'read', path, pathLen, undefined, buf, cap)),
+        write: suspending((path: number, pathLen: number, value: number, valueLen: number) => this.#storeCall(g, 'write', path, pathLen, [value, valueLen])),
+        directory: suspending((path: number, pathLen: number, buf: number, cap: number) => this.#storeCall(g, 'directory', path, pathLen, undefined, buf, cap)),
+        remove: suspending((path: number, pathLen: number) => this.#storeCall(g, 'remove', path, pathLen)),
+        watch: suspending((path: number, pathLen: number) => this.#storeCall(g, 'watch', path, pathLen)),
+        unwatch: suspending((path: number, pathLen: number) => this.#storeCall(g, 'unwatch', path, pathLen)),
+        'next-event': suspending((buf: number, cap: number) => this.#storeCall(g, 'next-event', 0, 0, undefined, buf, cap)),
       },
       'wasmvisor:hypercall/time@0.1.0': {
         'monotonic-now': (): bigint => this.#now(),

@@ -169,7 +169,11 @@ export class Controller {
         return { id: d.id, name: d.name, reason: 'requested', waited: false };
       }
       case 'destroy': { const d = hv.domain(a.dom); const r = { id: d.id, name: d.name }; await d.destroy(); return r; }
-      case 'rename': { const rec = hv.kernel.rename(hv.domain(a.dom).id, a.name); return this.#info(rec.id); }
+      case 'rename': {
+        const rec = hv.kernel.rename(hv.domain(a.dom).id, a.name);
+        hv.store.write(0, `/local/domain/${rec.id}/name`, rec.name);
+        return this.#info(rec.id);
+      }
       case 'uptime': {
         const now = hv.kernel.now();
         const recs = a.dom === undefined ? hv.kernel.list() : [hv.kernel.get(a.dom)];

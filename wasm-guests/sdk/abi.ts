@@ -50,3 +50,24 @@ export const EBUSY: i32 = 16;
 export const EINVAL: i32 = 22;
 export const ENOSPC: i32 = 28;
 export const ENOSYS: i32 = 38;
+
+@external("wasmvisor:hypercall/store@0.1.0", "read")
+export declare function store_read(path: usize, pathLen: u32, buf: usize, cap: u32): i32;
+
+@external("wasmvisor:hypercall/store@0.1.0", "write")
+export declare function store_write(path: usize, pathLen: u32, value: usize, valueLen: u32): i32;
+
+@external("wasmvisor:hypercall/store@0.1.0", "directory")
+export declare function store_directory(path: usize, pathLen: u32, buf: usize, cap: u32): i32;
+
+@external("wasmvisor:hypercall/store@0.1.0", "remove")
+export declare function store_remove(path: usize, pathLen: u32): i32;
+
+@external("wasmvisor:hypercall/store@0.1.0", "watch")
+export declare function store_watch(path: usize, pathLen: u32): i32;
+
+@external("wasmvisor:hypercall/store@0.1.0", "unwatch")
+export declare function store_unwatch(path: usize, pathLen: u32): i32;
+
+@external("wasmvisor:hypercall/store@0.1.0", "next-event")
+export declare function store_next_event(buf: usize, cap: u32): i32;

@@ -31,6 +31,8 @@ export const VIRQ_TIMER: u32 = 0;
 export const VIRQ_CONSOLE: u32 = 1;
 /** The toolstack asks the domain to shut down (the reason is in the start-info page, see requestedShutdown()). */
 export const VIRQ_SHUTDOWN: u32 = 2;
+/** A store watch fired (see storeNextEvent()). */
+export const VIRQ_STORE: u32 = 4;
 
 /** Ports per domain, and the words of a pending bitmap. */
 export const NR_PORTS: u32 = 256;

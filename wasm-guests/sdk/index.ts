@@ -6,6 +6,7 @@ export * from "./sched";
 export * from "./evtchn";
 export * from "./ring";
 export * from "./grant";
+export * from "./store";
 
 import { print } from "./console";
 import { sched_shutdown } from "./abi";

@@ -14,7 +14,8 @@ export function bindInterdomain(remote: number, remotePort: number): number;
 /**
  * Bind a new port to virtual interrupt `virq` (0 timer, 1 console,
  * 2 shutdown requested by the toolstack, with the reason in the
- * start-info page, 3 domain-state-changed, privileged domains only).
+ * start-info page, 3 domain-state-changed, privileged domains only,
+ * 4 store watch fired).
  * Returns the port, or
  * -einval (unknown or already bound), -eperm, -enospc.
  */
