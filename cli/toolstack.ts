@@ -321,6 +321,21 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
       }
     });
 
+  const store = program.command('store').description('the store frontends and backends meet in, as domain 0 sees it (xenstore-ls, -read, -write, -rm)');
+  store.command('ls').description('list a subtree with values and permissions').argument('[path]', 'where to start', '/')
+    .option('--json', 'print the nodes as JSON')
+    .action(async (path: string, opts: { json?: boolean }, cmd: Command) => {
+      const nodes = await call(cmd, { op: 'store-ls', path });
+      const perm = (n: (typeof nodes)[number]) => [`n${n.owner}`, ...n.others.map((o) => `${o.write ? 'b' : 'r'}${o.domid}`)].join(',');
+      out(opts.json, nodes, () => nodes.map((n) => `${n.path} = ${JSON.stringify(n.value)}  (${perm(n)})`).join('\n') + '\n');
+    });
+  store.command('read').description('print a value').argument('<path>', 'the node')
+    .action(async (path: string, _opts: unknown, cmd: Command) => { process.stdout.write(`${(await call(cmd, { op: 'store-read', path })).value}\n`); });
+  store.command('write').description('set a value (creating the node)').argument('<path>', 'the node').argument('<value>', 'its value')
+    .action(async (path: string, value: string, _opts: unknown, cmd: Command) => { await call(cmd, { op: 'store-write', path, value }); });
+  store.command('rm').description('remove a node and everything under it').argument('<path>', 'the node')
+    .action(async (path: string, _opts: unknown, cmd: Command) => { await call(cmd, { op: 'store-rm', path }); });
+
   program.command('console').description('attach to a domain\'s console (replays what it holds; Ctrl-] detaches)').argument('<domain>', 'id or name')
     .action(async (dom: string, _opts: unknown, cmd: Command) => {
       const client = await ToolstackClient.connect(stateDir(cmd));

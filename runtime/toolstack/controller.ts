@@ -5,14 +5,26 @@
  */
 import { InvalidArgumentError } from '../../kernel/errors.ts';
 import { NR_PORTS, PortState } from '../../kernel/pv-table.ts';
+import { Errno } from '../../kernel/errno.ts';
 import type { Hypervisor, DomainInfo, SchedSettings } from '../hypervisor.ts';
 import { PROTOCOL_VERSION, type Action, type CreateSpec, type DomRef, type HostInfo, type Op, type Results } from './protocol.ts';
 
 export const VERSION = '0.1.0';
 
+/** Store paths from the toolstack are domain 0's: absolute, or relative to `/`. */
+function absolute(path: string): string {
+  return path.startsWith('/') ? path : `/${path}`;
+}
+
+function storeError(path: string, errno: number): InvalidArgumentError {
+  const why: Record<number, string> = { [-Errno.ENOENT]: 'it does not exist', [-Errno.EINVAL]: 'it is not a valid path (letters, digits, _-.@ between slashes)', [-Errno.E2BIG]: 'the value is longer than 4096 bytes', [-Errno.EACCES]: 'permission denied' };
+  return new InvalidArgumentError(`store path ${path}`, why[errno] ?? `error ${errno}`);
+}
+
 const OPS: readonly Op[] = [
   'create', 'list', 'info', 'dmesg', 'pause', 'unpause', 'shutdown', 'destroy', 'rename', 'uptime', 'pin',
   'sched-bvt', 'bvt-slice', 'console-buffer', 'console', 'consoles', 'debug-keys', 'shutdown-host',
+  'store-ls', 'store-read', 'store-write', 'store-rm',
 ];
 
 type Obj = Record<string, unknown>;
@@ -107,6 +119,10 @@ export function parseAction(v: unknown): Action {
       return ms === undefined ? { op: 'bvt-slice' } : { op: 'bvt-slice', ms: ms as number };
     }
     case 'debug-keys': return { op: 'debug-keys', key: field(o, 'key', 'string', false) as string };
+    case 'store-ls': case 'store-read': case 'store-rm':
+      return { op: op as 'store-ls', path: field(o, 'path', 'string', false) as string };
+    case 'store-write':
+      return { op: 'store-write', path: field(o, 'path', 'string', false) as string, value: field(o, 'value', 'string', false) as string };
     case 'shutdown-host': {
       const t = field(o, 'timeoutMs', 'number', true);
       return t === undefined ? { op: 'shutdown-host' } : { op: 'shutdown-host', timeoutMs: t as number };
@@ -193,6 +209,35 @@ export class Controller {
       case 'console': { const d = hv.domain(a.dom); return { id: d.id, name: d.name }; }
       case 'consoles': return { domains: hv.list().length - 1 };
       case 'debug-keys': return { key: a.key, text: this.#debugKey(a.key) };
+      case 'store-ls': {
+        const out: Results['store-ls'] = [];
+        const walk = (path: string, depth: number): void => {
+          const value = hv.store.read(0, path);
+          const perms = hv.store.getPerms(0, path);
+          if (typeof value === 'number' || typeof perms === 'number') throw storeError(path, value as number);
+          out.push({ path, value, ...perms });
+          const kids = hv.store.list(0, path);
+          if (typeof kids === 'number' || depth > 64) return;
+          for (const k of kids) walk(path === '/' ? `/${k}` : `${path}/${k}`, depth + 1);
+        };
+        walk(absolute(a.path), 0);
+        return out;
+      }
+      case 'store-read': {
+        const v = hv.store.read(0, absolute(a.path));
+        if (typeof v === 'number') throw storeError(a.path, v);
+        return { path: absolute(a.path), value: v };
+      }
+      case 'store-write': {
+        const r = hv.store.write(0, absolute(a.path), a.value);
+        if (r < 0) throw storeError(a.path, r);
+        return { path: absolute(a.path) };
+      }
+      case 'store-rm': {
+        const r = hv.store.remove(0, absolute(a.path));
+        if (r < 0) throw storeError(a.path, r);
+        return { path: absolute(a.path) };
+      }
       case 'shutdown-host': {
         const doms = hv.list().filter((r) => r.id !== 0);
         await Promise.all(doms.map((r) => hv.shutdown(r.id, { reason: 'poweroff', timeoutMs: a.timeoutMs ?? 10_000 }).catch(() => {})));

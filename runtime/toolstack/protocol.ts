@@ -53,6 +53,11 @@ export type Action =
   /** Follow every domain's console, each line prefixed with its domain (xen_read_console); a stream like `console`. */
   | { op: 'consoles' }
   | { op: 'debug-keys'; key: string }
+  /** The store, as domain 0 sees it (xenstore-ls, -read, -write, -rm). */
+  | { op: 'store-ls'; path: string }
+  | { op: 'store-read'; path: string }
+  | { op: 'store-write'; path: string; value: string }
+  | { op: 'store-rm'; path: string }
   | { op: 'shutdown-host'; timeoutMs?: number };
 
 export type Op = Action['op'];
@@ -93,6 +98,10 @@ export interface Results {
   console: { id: number; name: string };
   consoles: { domains: number };
   'debug-keys': { key: string; text: string };
+  'store-ls': Array<{ path: string; value: string; owner: number; others: Array<{ domid: number; write: boolean }> }>;
+  'store-read': { path: string; value: string };
+  'store-write': { path: string };
+  'store-rm': { path: string };
   'shutdown-host': { domains: number };
 }
 

@@ -103,6 +103,17 @@ t.test('console: replays the buffer, sends input, the guest echoes it; rename, u
 
   t.equal(wv('create', 'spin', '--name', 'a').status, 0);
   t.match(wv('rename', 'a', 'b').stdout, /is now b/);
+  // The store, as domain 0 sees it.
+  const ls = wv('store', 'ls', '/local/domain');
+  t.equal(ls.status, 0, ls.stderr);
+  t.match(ls.stdout, /\/local\/domain\/(\d+)\/name = "b"  \(n0,r\1\)/, 'a domain\'s name, readable by it, and renamed');
+  t.equal(wv('store', 'write', 'tool/setting', 'on').status, 0);
+  t.equal(wv('store', 'read', '/tool/setting').stdout, 'on\n');
+  t.equal(wv('store', 'rm', 'tool').status, 0);
+  const gone = wv('store', 'read', '/tool/setting');
+  t.equal(gone.status, 1);
+  t.match(gone.stderr, /invalid store path \/tool\/setting: it does not exist/);
+  t.match(wv('store', 'write', 'bad//path', 'x').stderr, /it is not a valid path/);
   t.equal(wv('rename', 'b', 'Domain-0').status, 1, 'a taken name is refused');
   t.match(wv('uptime', 'b').stdout, /b\s+\d+\s+00:00:0\d/);
   t.match(wv('vcpu-pin', 'b', '0').stdout, /pinned to cpu 0/);
