@@ -232,7 +232,14 @@ export class EventChannels {
   #kick(dom: number): void {
     Atomics.store(this.#w, this.table.slot(dom) + H_UPCALL, 1);
     const home = this.table.home(dom);
-    if (home < 0) return;
+    if (home < 0) {
+      if (dom === 0) {
+        // Domain 0 is the host: its backends wait on the host doorbell.
+        Atomics.add(this.#w, this.table.hostDoorbell, 1);
+        Atomics.notify(this.#w, this.table.hostDoorbell);
+      }
+      return;
+    }
     const attention = this.#attention[home];
     if (home === this.self) {
       this.#wakeLocal(dom);

@@ -45,7 +45,11 @@ export const PortState = { FREE: 0, UNBOUND: 1, INTERDOMAIN: 2, VIRQ: 3 } as con
 export const GrantFlag = { IN_USE: 1, READONLY: 2, ENDING: 4 } as const;
 // Grant words: 0 flags, 1 grantee, 2 page, 3 copies in progress, 4 grantee generation.
 
-/** Extra words after the slots: 0 the global lock; then one doorbell and a wake bitmap per vCPU host. */
+/**
+ * Extra words after the slots: 0 the global lock, 1 the host's doorbell
+ * (events for domain 0's ports); then one doorbell and a wake bitmap per
+ * vCPU host.
+ */
 const GLOBAL_WORDS = 16;
 
 export class PvTable {
@@ -114,6 +118,11 @@ export class PvTable {
 
   home(domid: number): number {
     return Atomics.load(this.words, this.slot(domid) + H_HOME) - 1;
+  }
+
+  /** Word index of the host's doorbell: bumped and notified when one of domain 0's ports becomes pending. */
+  get hostDoorbell(): number {
+    return this.#base + 1;
   }
 
   /** Word index of vCPU host `host`'s doorbell; its wake bitmap follows. */

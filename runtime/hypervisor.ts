@@ -34,6 +34,7 @@ import { parseBootOptions } from './boot-options.ts';
 import { Attention, Ctl, RunState } from './executor/protocol.ts';
 import type { FromHost, GuestExit, SharedTables, StoreOp } from './executor/protocol.ts';
 import { Store } from '../kernel/store.ts';
+import { HostEvents } from './host-events.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
 
 const MiB = 1024 * 1024;
@@ -128,6 +129,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly grants: GrantTables;
   /** The store frontends and backends meet in (kernel/store.ts); domain 0 is the host. */
   readonly store: Store;
+  /** Handlers for domain 0's event channel ports (host backends). */
+  readonly hostEvents: HostEvents;
   readonly #pool: CpuPool;
   readonly #tables: SharedTables;
   readonly #ctl: Int32Array;
@@ -172,6 +175,8 @@ export class Hypervisor implements AsyncDisposable {
     this.pv.claim(0, true);
     this.pv.setHome(0, -1);
     this.evtchn = new EventChannels(this.pv, -1, () => {}, this.#attention);
+    this.hostEvents = new HostEvents(this.evtchn);
+    this.hostEvents.onHandlerError = (port, err) => this.kernel.log.error(`host handler of port ${port} failed: ${err instanceof Error ? err.message : String(err)}; it is removed`);
     this.store = new Store({ onEvent: (d) => { if (d !== 0) this.evtchn.raiseVirq(d, Virq.STORE); } });
     this.grants = new GrantTables(this.pv, viewMemories((id) => {
       const m = this.#domains.get(id)?.memory;
@@ -628,6 +633,7 @@ export class Hypervisor implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.hostEvents.stop();
     await this.#pool.close();
     for (const dom of [...this.#domains.values()]) {
       if (this.kernel.find(dom.id)) this.#release(dom, { reason: 'destroyed' });
