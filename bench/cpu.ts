@@ -63,7 +63,7 @@ export function runDirect(bytes: Uint8Array, cmdline: string, instrumented: bool
   return Number(/ns (\d+)/.exec(out)?.[1]);
 }
 
-function quantiles(xs: number[]): { median: number; p99: number } {
+export function quantiles(xs: number[]): { median: number; p99: number } {
   const s = [...xs].sort((a, b) => a - b);
   return { median: s[Math.floor(s.length / 2)]!, p99: s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]! };
 }

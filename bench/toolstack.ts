@@ -13,13 +13,13 @@ import { fileURLToPath } from 'node:url';
 import { startDaemon } from '../runtime/toolstack/daemon.ts';
 import { ToolstackClient } from '../runtime/toolstack/client.ts';
 import { guestPath } from '../runtime/guests.ts';
-import type { CpuFigure } from './cpu.ts';
+import { quantiles, type CpuFigure } from './cpu.ts';
 
 // The shipped binary (npm run build) when it is there, else the source entry point.
 const bundled = fileURLToPath(new URL('../dist/wv.js', import.meta.url));
 const wv = existsSync(bundled) ? bundled : fileURLToPath(new URL('../cli/wv.ts', import.meta.url));
 
-function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; }
+const median = (xs: number[]): number => quantiles(xs).median;
 
 async function socketRoundTrip(dir: string, n: number): Promise<number[]> {
   const path = join(dir, 'echo.sock');

@@ -13,10 +13,9 @@ import { resolve } from 'node:path';
 import { parseConfig } from '../runtime/toolstack/xlcfg.ts';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import { ToolstackClient } from '../runtime/toolstack/client.ts';
-import { defaultStateDir } from '../runtime/toolstack/paths.ts';
-import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
-import type { Action, Results } from '../runtime/toolstack/protocol.ts';
+import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '../runtime/toolstack/domain-config.ts';
 import { formatList } from './format.ts';
+import { call, stateDir } from './toolstack.ts';
 
 export const CD_TOOLS = ['xc_dom_create.py', 'xc_dom_create', 'xc_dom_control.py', 'xc_dom_control', 'xen_read_console'] as const;
 
@@ -47,16 +46,6 @@ const NOT_YET: Record<string, string> = {
   save: 'save/restore', restore: 'save/restore', listvbds: 'block devices', vbd_add: 'block devices', vbd_remove: 'block devices',
   vif_stats: 'network interfaces', vif_addip: 'network interfaces', vif_setsched: 'network interfaces', vif_getsched: 'network interfaces',
 };
-
-function dir(cmd: Command): string {
-  const g = cmd.optsWithGlobals() as { stateDir?: string };
-  return resolve(g.stateDir ?? defaultStateDir());
-}
-
-async function call<A extends Action>(cmd: Command, action: A): Promise<Results[A['op']]> {
-  const c = await ToolstackClient.connect(dir(cmd));
-  try { return await c.request(action); } finally { c.close(); }
-}
 
 function dom(s: string | undefined, usage: string): number | string {
   if (s === undefined) throw new InvalidArgumentError('arguments', `missing domain: ${usage}`);
@@ -101,14 +90,7 @@ export function addCompatCommands(program: Command, resolveImage: (s: string) =>
       const d = loadDomainConfig(file, parseDefines(opts.D ?? []), isGuestName);
       process.stdout.write(describeDomain(d));
       if (opts.n) return;
-      for (const [what, given] of [['disk', d.disk.length > 0], ['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
-        if (given) throw new InvalidArgumentError(`config ${file}`, `"${what}" is not supported yet by this version (block devices, networks and ramdisks come with their own issues)`);
-      }
-      const r = await call(cmd, { op: 'create', spec: {
-        image: resolve(resolveImage(d.kernel)), memory: d.memory, cmdline: d.cmdline, onPoweroff: d.onPoweroff, onReboot: d.onReboot,
-        onCrash: d.onCrash, onWatchdog: d.onWatchdog, sched: d.sched,
-        ...(d.name !== undefined ? { name: d.name } : {}), ...(d.cpu !== undefined ? { cpu: d.cpu } : {}),
-      } });
+      const r = await call(cmd, { op: 'create', spec: toDomainConfig(d, (k) => resolve(resolveImage(k))) });
       process.stdout.write(`VM started in domain ${r.id}\n`);
     });
 
@@ -147,7 +129,7 @@ export function addCompatCommands(program: Command, resolveImage: (s: string) =>
   compat.command('xen_read_console')
     .description('show every domain\'s console output, each line prefixed with its domain (the CD\'s xen_read_console)')
     .action(async (_opts: unknown, cmd: Command) => {
-      const c = await ToolstackClient.connect(dir(cmd));
+      const c = await ToolstackClient.connect(stateDir(cmd));
       const s = await c.followConsoles((b) => process.stdout.write(b));
       const stop = (): void => c.close();
       process.once('SIGINT', stop);

@@ -9,10 +9,10 @@ import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
 import { addToolstackCommands, defaultConfigPath } from './toolstack.ts';
 import { addCompatCommands } from './compat.ts';
+import { VERSION } from '../runtime/toolstack/controller.ts';
 import { renderCompletion } from './docs.ts';
 import { existsSync } from 'node:fs';
 
-export const VERSION = '0.1.0';
 
 function positiveNumber(what: string) {
   return (v: string): number => {

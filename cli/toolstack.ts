@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import type { DomainInfo } from '../runtime/hypervisor.ts';
 import { ToolstackClient, NoDaemonError } from '../runtime/toolstack/client.ts';
-import { DaemonRunningError, defaultStateDir, socketPath } from '../runtime/toolstack/paths.ts';
-import { describeDomain, loadDomainConfig, parseDefines } from '../runtime/toolstack/domain-config.ts';
+import { DaemonRunningError, defaultStateDir, prepareStateDir, readPid, socketPath } from '../runtime/toolstack/paths.ts';
+import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '../runtime/toolstack/domain-config.ts';
 import type { Action, CreateSpec, Results } from '../runtime/toolstack/protocol.ts';
 import { formatList } from './format.ts';
 import { formatTop, topRows } from './top.ts';
@@ -24,12 +24,14 @@ export function defaultConfigPath(): string {
   return process.env.WV_DEFAULT_CONFIG ?? '/etc/wv/defaults';
 }
 
-function stateDir(cmd: Command): string {
+/** The state directory a command talks to (`--state-dir`, else the default). */
+export function stateDir(cmd: Command): string {
   const g = cmd.optsWithGlobals() as { stateDir?: string };
   return resolve(g.stateDir ?? defaultStateDir());
 }
 
-async function call<A extends Action>(cmd: Command, action: A): Promise<Results[A['op']]> {
+/** Send one action to the daemon and return its result. */
+export async function call<A extends Action>(cmd: Command, action: A): Promise<Results[A['op']]> {
   const client = await ToolstackClient.connect(stateDir(cmd));
   try {
     return await client.request(action);
@@ -74,13 +76,11 @@ async function boot(opts: { foreground?: boolean; boot?: string }, dir: string):
   try {
     const c = await ToolstackClient.connect(dir);
     c.close();
-    const pid = existsSync(join(dir, 'wv.pid')) ? readFileSync(join(dir, 'wv.pid'), 'utf8').trim() : '?';
-    throw new DaemonRunningError(socketPath(dir), pid);
+    throw new DaemonRunningError(socketPath(dir), readPid(dir));
   } catch (err) {
     if (!(err instanceof NoDaemonError)) throw err;
   }
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  prepareStateDir(dir);
   const errFile = join(dir, 'wv.boot.err');
   const errFd = openSync(errFile, 'w');
   const self = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './wv.ts' : './wv.js', import.meta.url));
@@ -149,14 +149,7 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
         const file = resolve(opts.config ?? defaultConfigPath());
         const d = loadDomainConfig(file, parseDefines(opts.define ?? []), isGuestName);
         if (opts.dryRun) { out(opts.json, d, () => describeDomain(d)); return; }
-        for (const [what, given] of [['disk', d.disk.length > 0], ['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
-          if (given) throw new InvalidArgumentError(`config ${file}`, `"${what}" is not supported yet by this version (block devices, networks and ramdisks come with their own issues)`);
-        }
-        spec = {
-          image: resolveImage(d.kernel), memory: d.memory, cmdline: d.cmdline, onPoweroff: d.onPoweroff, onReboot: d.onReboot,
-          onCrash: d.onCrash, onWatchdog: d.onWatchdog, sched: d.sched,
-          ...(d.name !== undefined ? { name: d.name } : {}), ...(d.cpu !== undefined ? { cpu: d.cpu } : {}),
-        };
+        spec = toDomainConfig(d, resolveImage);
       } else {
         if (opts.dryRun) throw new InvalidArgumentError('arguments', '--dry-run needs a config file');
         spec = { image: resolve(resolveImage(image)) };

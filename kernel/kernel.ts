@@ -45,6 +45,17 @@ export interface DomainSpec {
  * ids, charges memory, checks lifecycle transitions and keeps consoles and
  * the kernel log. runtime/ drives it from what the vCPU hosts report.
  */
+/** What a domain name may be: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit. */
+export function isDomainName(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name);
+}
+
+function checkDomainName(name: string): void {
+  if (!isDomainName(name)) {
+    throw new InvalidArgumentError('domain name', `"${name}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+}
+
 export class Kernel {
   readonly budget: MemoryBudget;
   readonly log: KernelLog;
@@ -88,9 +99,7 @@ export class Kernel {
       throw new InvalidArgumentError('cmdline', `${cmdBytes} bytes is longer than the limit of ${MAX_CMDLINE}`);
     }
     if (spec.name !== undefined) {
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(spec.name)) {
-        throw new InvalidArgumentError('domain name', `"${spec.name}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
-      }
+      checkDomainName(spec.name);
       if (this.#byName.has(spec.name)) throw new DomainExistsError(spec.name);
     }
     const id = this.#allocateId();
@@ -117,9 +126,7 @@ export class Kernel {
   rename(ref: number | string, name: string): DomainRecord {
     const dom = this.get(ref);
     if (dom.id === 0) throw new InvalidArgumentError('domain name', 'domain 0 cannot be renamed');
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
-      throw new InvalidArgumentError('domain name', `"${name}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
-    }
+    checkDomainName(name);
     if (name === dom.name) return dom;
     if (this.#byName.has(name)) throw new DomainExistsError(name);
     this.#byName.delete(dom.name);

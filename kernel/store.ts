@@ -90,22 +90,24 @@ export class Store {
     return dom === 0 || n.perms.owner === dom || n.perms.others.some((o) => o.domid === dom && o.write);
   }
 
-  read(caller: number, path: string): string | number {
+  /** The node at `path` if `caller` may read it, else -EINVAL, -ENOENT or -EACCES. */
+  #readable(caller: number, path: string): Node | number {
     const abs = this.resolve(caller, path);
     if (typeof abs === 'number') return abs;
     const { node } = this.#walk(abs);
     if (!node) return -Errno.ENOENT;
     if (!this.#canRead(caller, node)) return -Errno.EACCES;
-    return node.value;
+    return node;
+  }
+
+  read(caller: number, path: string): string | number {
+    const node = this.#readable(caller, path);
+    return typeof node === 'number' ? node : node.value;
   }
 
   list(caller: number, path: string): string[] | number {
-    const abs = this.resolve(caller, path);
-    if (typeof abs === 'number') return abs;
-    const { node } = this.#walk(abs);
-    if (!node) return -Errno.ENOENT;
-    if (!this.#canRead(caller, node)) return -Errno.EACCES;
-    return [...node.children.keys()].sort();
+    const node = this.#readable(caller, path);
+    return typeof node === 'number' ? node : [...node.children.keys()].sort();
   }
 
   /** Write (creating the node and missing parents). 0 or a negative errno. */
@@ -166,12 +168,8 @@ export class Store {
   }
 
   getPerms(caller: number, path: string): StorePerms | number {
-    const abs = this.resolve(caller, path);
-    if (typeof abs === 'number') return abs;
-    const { node } = this.#walk(abs);
-    if (!node) return -Errno.ENOENT;
-    if (!this.#canRead(caller, node)) return -Errno.EACCES;
-    return { owner: node.perms.owner, others: node.perms.others.map((o) => ({ ...o })) };
+    const node = this.#readable(caller, path);
+    return typeof node === 'number' ? node : { owner: node.perms.owner, others: node.perms.others.map((o) => ({ ...o })) };
   }
 
   /** Set a node's permissions: its owner or domain 0 only. */

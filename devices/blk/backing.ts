@@ -117,36 +117,12 @@ export class BackingStore {
 
   /** Read `into.length` bytes at `sector`. Every failure is a rejection (bad ranges included). */
   read(sector: bigint, into: Uint8Array): Promise<void> {
-    try { this.#check(sector, into.length, false); } catch (err) { return Promise.reject(err); }
-    return this.#track((async () => {
-      let done = 0;
-      while (done < into.length) {
-        let n: number;
-        try {
-          ({ bytesRead: n } = await this.#fh.read(into, done, into.length - done, Number(sector) * SECTOR_SIZE + done));
-        } catch (err) {
-          throw new BlockIoError(this.info.path, 'read', code(err));
-        }
-        if (n === 0) throw new BlockIoError(this.info.path, 'read', 'EIO (the backing store is shorter than it was)');
-        done += n;
-      }
-    })());
+    return this.readv(sector, [into]);
   }
 
   /** Write `data` at `sector`. Not durable until `flush`. */
   write(sector: bigint, data: Uint8Array): Promise<void> {
-    try { this.#check(sector, data.length, true); } catch (err) { return Promise.reject(err); }
-    return this.#track((async () => {
-      let done = 0;
-      while (done < data.length) {
-        try {
-          const { bytesWritten } = await this.#fh.write(data, done, data.length - done, Number(sector) * SECTOR_SIZE + done);
-          done += bytesWritten;
-        } catch (err) {
-          throw new BlockIoError(this.info.path, 'write', code(err));
-        }
-      }
-    })());
+    return this.writev(sector, [data]);
   }
 
   /**

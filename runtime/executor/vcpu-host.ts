@@ -9,6 +9,7 @@
  * driven from a test without a thread.
  */
 import { Errno } from '../../kernel/errno.ts';
+import { MAX_PATH, MAX_VALUE } from '../../kernel/store.ts';
 import { PvTable, NR_PORTS, Virq } from '../../kernel/pv-table.ts';
 import { EventChannels } from '../../kernel/evtchn.ts';
 import { GrantTables } from '../../kernel/grant.ts';
@@ -300,9 +301,12 @@ export class VcpuHost {
   #storeCall(g: Guest, op: StoreOp, path: number, pathLen: number, value?: [number, number], buf = 0, cap = 0): number | Promise<number> {
     const m = new Uint8Array(g.memory.buffer);
     const range = (p: number, n: number): boolean => (p >>> 0) + (n >>> 0) <= m.length;
-    if (op !== 'next-event' && (!range(path, pathLen) || (pathLen >>> 0) > 1024)) return (pathLen >>> 0) > 1024 && range(path, pathLen) ? -Errno.EINVAL : -Errno.EFAULT;
+    if (op !== 'next-event') {
+      if (!range(path, pathLen)) return -Errno.EFAULT;
+      if ((pathLen >>> 0) > MAX_PATH) return -Errno.EINVAL;
+    }
     if (value && !range(value[0], value[1])) return -Errno.EFAULT;
-    if (value && (value[1] >>> 0) > 4096) return -Errno.E2BIG;
+    if (value && (value[1] >>> 0) > MAX_VALUE) return -Errno.E2BIG;
     if (cap && !range(buf, cap)) return -Errno.EFAULT;
     const dec = new TextDecoder('utf-8', { fatal: true });
     let p = '';

@@ -17,7 +17,7 @@ import { formatLogEntry } from '../../kernel/klog.ts';
 import { Hypervisor, type HypervisorOptions } from '../hypervisor.ts';
 import { Controller, parseAction } from './controller.ts';
 import { PROTOCOL_VERSION, type Request, type Response } from './protocol.ts';
-import { DaemonRunningError, prepareStateDir, socketPath } from './paths.ts';
+import { DaemonRunningError, pidPath, prepareStateDir, readPid, socketPath } from './paths.ts';
 
 export { DaemonRunningError, StateDirError, defaultStateDir, prepareStateDir, socketPath } from './paths.ts';
 
@@ -49,13 +49,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const dir = opts.stateDir;
   prepareStateDir(dir);
   const sock = socketPath(dir);
-  const pidFile = join(dir, 'wv.pid');
+  const pidFile = pidPath(dir);
   const logFile = join(dir, 'wv.log');
   if (existsSync(sock)) {
     if (await probe(sock)) {
-      let pid = '';
-      try { pid = (await import('node:fs')).readFileSync(pidFile, 'utf8').trim(); } catch { /* no pid file */ }
-      throw new DaemonRunningError(sock, pid);
+      throw new DaemonRunningError(sock, readPid(dir));
     }
     rmSync(sock, { force: true }); // stale: its daemon died
   }

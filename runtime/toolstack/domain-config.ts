@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { ExitAction } from '../domain.ts';
-import type { DomainConfig } from '../hypervisor.ts';
+import type { CreateSpec } from './protocol.ts';
+import { isDomainName } from '../../kernel/kernel.ts';
 import { ConfigError, parseConfig, type CfgEntry, type CfgValue, type ParsedConfig } from './xlcfg.ts';
 
 /** A domain as its config file describes it, with paths resolved. */
@@ -126,7 +127,7 @@ export function resolveDomainConfig(cfg: ParsedConfig, isGuestName: (s: string) 
     if (v !== undefined) sched[k] = v;
   }
   const name = str('name');
-  if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
+  if (name !== undefined && !isDomainName(name)) {
     at(entries.get('name')!, `"name" = "${name}" must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`);
   }
   return {
@@ -168,11 +169,13 @@ export function describeDomain(d: ResolvedDomain): string {
 }
 
 /**
- * What `Hypervisor.createDomain` takes. Block devices, network interfaces
- * and ramdisks come with their issues; until then a config that asks for
- * one is refused rather than started without it.
+ * What `Hypervisor.createDomain` (and the `create` action) takes; the one
+ * place a resolved config becomes a domain, for the API, `wv run -f`, `wv
+ * create -f` and `xc_dom_create`. Block devices, network interfaces and
+ * ramdisks come with their issues; until then a config that asks for one is
+ * refused rather than started without it.
  */
-export function toDomainConfig(d: ResolvedDomain, image: (kernel: string) => string = (k) => k): DomainConfig {
+export function toDomainConfig(d: ResolvedDomain, image: (kernel: string) => string = (k) => k): CreateSpec {
   for (const [what, given] of [['disk', d.disk.length > 0], ['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
     if (given) throw new ConfigError(d.file, 0, 0, `"${what}" is not supported yet by this version (block devices, networks and ramdisks come with their own issues)`);
   }

@@ -4,7 +4,7 @@
  * CLI loads it on every command, without the hypervisor.
  */
 import os from 'node:os';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WvError } from '../../kernel/errors.ts';
 
@@ -30,6 +30,13 @@ export function defaultStateDir(): string {
 }
 
 export function socketPath(stateDir: string): string { return join(stateDir, 'wv.sock'); }
+
+export function pidPath(stateDir: string): string { return join(stateDir, 'wv.pid'); }
+
+/** The pid the daemon wrote, or '' when there is none. */
+export function readPid(stateDir: string): string {
+  try { return readFileSync(pidPath(stateDir), 'utf8').trim(); } catch { return ''; }
+}
 
 /** Check the state directory is ours (creating it, mode 0700, if missing). */
 export function prepareStateDir(dir: string): void {

@@ -11,28 +11,15 @@
  * A `console` action, once answered, turns the connection into a raw byte
  * stream both ways (the guest's console out, keyboard input in).
  */
-import type { ExitAction } from '../domain.ts';
-import type { DomainInfo, SchedSettings } from '../hypervisor.ts';
+import type { DomainConfig, DomainInfo, SchedSettings } from '../hypervisor.ts';
 
 /** Bumped when an action or result changes shape; both sides must agree. */
 export const PROTOCOL_VERSION = 1;
 
 export type DomRef = number | string;
 
-/** What `create` needs, all serialisable (the image is a path the daemon can read). */
-export interface CreateSpec {
-  image: string;
-  name?: string;
-  memory?: number;
-  cmdline?: string;
-  paused?: boolean;
-  onPoweroff?: ExitAction;
-  onReboot?: ExitAction;
-  onCrash?: ExitAction;
-  onWatchdog?: ExitAction;
-  cpu?: number;
-  sched?: SchedSettings;
-}
+/** What `create` needs: a domain config that is all serialisable (the image is a path the daemon can read). */
+export type CreateSpec = Omit<DomainConfig, 'image'> & { image: string };
 
 export type Action =
   | { op: 'create'; spec: CreateSpec }

@@ -25,14 +25,13 @@ interface SpecCommand {
 export interface Mismatch { file: string; line: number; what: string }
 
 /**
+ * What a run counts, for one script and summed over the corpus.
  * `differences`: the rewritten module behaved unlike the original (a bug in
  * the rewrite; there must be none). `unexpected`: both behaved alike but not
  * as the script says, which happens where the engine follows a later
  * revision of the spec than this copy of the scripts.
  */
-
-export interface FileResult {
-  file: string;
+export interface Tally {
   modules: number;
   /** Commands run and checked (both ways). */
   checked: number;
@@ -48,21 +47,17 @@ export interface FileResult {
   unpruned: string[];
 }
 
-export interface CorpusResult {
+export interface FileResult extends Tally {
+  file: string;
+}
+
+export interface CorpusResult extends Tally {
   source: string;
   scripts: number;
   converted: number;
   notConverted: number;
-  modules: number;
+  /** Modules rewritten (those the engine supports). */
   rewritten: number;
-  checked: number;
-  skipped: Record<string, number>;
-  differences: Mismatch[];
-  unexpected: Mismatch[];
-  safepointCalls: number;
-  checksKept: number;
-  checksDropped: number;
-  unpruned: string[];
   files: FileResult[];
 }
 

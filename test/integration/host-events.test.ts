@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { Hypervisor } from '../../runtime/index.ts';
-import { wat, MEM, SHUTDOWN } from '../helpers/wat.ts';
+import { wat, until, MEM, SHUTDOWN } from '../helpers/wat.ts';
 
 const EV = (f: string, p: string) => `(import "wasmvisor:hypercall/evtchn@0.1.0" "${f}" (func $${f.replace('-', '_')} ${p} (result i32)))`;
 const BLOCK = '(import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))';
@@ -49,7 +49,7 @@ t.test('a host handler that throws is removed and logged; others keep working', 
   t.ok(a > 0);
   const off = hv.hostEvents.on(a, () => { throw new Error('backend bug'); });
   hv.evtchn.setPending(0, a);
-  for (let i = 0; i < 100 && !hv.dmesg().some((l) => /host handler of port \d+ failed: backend bug/.test(l)); i++) await new Promise((r) => setTimeout(r, 10));
+  await until(() => hv.dmesg().some((l) => /host handler of port \d+ failed: backend bug/.test(l)), 1000);
   t.match(hv.dmesg().join('\n'), /host handler of port \d+ failed: backend bug; it is removed/);
   off();
 });
