@@ -194,7 +194,7 @@ export class Store {
     if (typeof abs === 'number') return abs;
     let set = this.#watches.get(caller);
     if (!set) this.#watches.set(caller, (set = new Set()));
-    if (set.size >= 128 && !set.has(abs)) return -Errno.ENOSPC;
+    if (caller !== 0 && set.size >= 128 && !set.has(abs)) return -Errno.ENOSPC;
     set.add(abs);
     this.#queue(caller, abs);
     return 0;

@@ -36,6 +36,8 @@ import type { FromHost, GuestExit, SharedTables, StoreOp } from './executor/prot
 import { Store } from '../kernel/store.ts';
 import { HostEvents } from './host-events.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
+import { BlockDevices, type OpenedDisk } from '../devices/blk/vbd.ts';
+import type { DiskSpec } from '../devices/blk/disk-spec.ts';
 
 const MiB = 1024 * 1024;
 
@@ -85,6 +87,12 @@ export interface DomainConfig {
   cpu?: number;
   /** Scheduling parameters (BVT); see `setSched`. */
   sched?: SchedSettings;
+  /**
+   * Virtual block devices, as xl disk specs (`file:/srv/root.img,xvda,w`,
+   * `phy:sdb,xvdb,r`, `vd:NAME,xvdc`) or parsed ones. Every backing store is
+   * opened and checked (existence, sharing rules) before the guest starts.
+   */
+  disks?: Array<string | DiskSpec>;
 }
 
 /**
@@ -131,6 +139,12 @@ export class Hypervisor implements AsyncDisposable {
   readonly store: Store;
   /** Handlers for domain 0's event channel ports (host backends). */
   readonly hostEvents: HostEvents;
+  /** Virtual block devices (devices/blk/vbd.ts): attach, detach, list. */
+  readonly blk: BlockDevices;
+  readonly #hostWatches = new Map<string, Set<(changed: string) => void>>();
+  #hostWatchQueued = false;
+  /** Block devices of destroyed domains still finishing their requests. */
+  readonly #releasing = new Set<Promise<void>>();
   readonly #pool: CpuPool;
   readonly #tables: SharedTables;
   readonly #ctl: Int32Array;
@@ -177,7 +191,7 @@ export class Hypervisor implements AsyncDisposable {
     this.evtchn = new EventChannels(this.pv, -1, () => {}, this.#attention);
     this.hostEvents = new HostEvents(this.evtchn);
     this.hostEvents.onHandlerError = (port, err) => this.kernel.log.error(`host handler of port ${port} failed: ${err instanceof Error ? err.message : String(err)}; it is removed`);
-    this.store = new Store({ onEvent: (d) => { if (d !== 0) this.evtchn.raiseVirq(d, Virq.STORE); } });
+    this.store = new Store({ onEvent: (d) => { if (d !== 0) this.evtchn.raiseVirq(d, Virq.STORE); else this.#queueHostWatches(); } });
     this.grants = new GrantTables(this.pv, viewMemories((id) => {
       const m = this.#domains.get(id)?.memory;
       return m ? new Uint8Array(m.buffer) : undefined;
@@ -216,6 +230,15 @@ export class Hypervisor implements AsyncDisposable {
       phaseOf: (rec) => this.#phaseOf(rec),
       cpuOf: (id) => this.#pool.cpuOf(id),
     };
+    this.blk = new BlockDevices({
+      store: this.store,
+      evtchn: this.evtchn,
+      grants: this.grants,
+      onPort: (port, fn) => this.hostEvents.on(port, fn),
+      watch: (path, fn) => this.watchStore(path, fn),
+      domainName: (id) => this.kernel.find(id)?.name ?? `domain ${id}`,
+      log: (level, line) => this.kernel.log[level](line),
+    });
     this.kernel.events.on('phase', ({ domain, from, to }) => this.#domains.get(domain.id)?.events.emit('phase', { from, to }));
     this.kernel.events.on('console', ({ domain, bytes }) => this.#domains.get(domain.id)?.events.emit('console', bytes));
     this.kernel.log.info(`${cpus} physical CPU${cpus === 1 ? '' : 's'}, slice ${sliceMs} ms`);
@@ -255,10 +278,62 @@ export class Hypervisor implements AsyncDisposable {
   async createDomain(config: DomainConfig): Promise<Domain> {
     this.#checkOpen();
     const image = await this.loadImage(config.image);
-    return this.#createFromImage(image, config);
+    const disks: OpenedDisk[] = [];
+    try {
+      for (const d of config.disks ?? []) disks.push(await this.blk.open(d));
+      return this.#createFromImage(image, config, disks);
+    } catch (err) {
+      await Promise.allSettled(disks.map((d) => d.backing.close()));
+      throw err;
+    }
   }
 
-  #createFromImage(image: GuestImage, config: DomainConfig): Domain {
+  /**
+   * Watch the store as domain 0 (the host's backends): `fn` gets each path
+   * changed at or under `path`, and runs once at once. Returns a remover.
+   */
+  watchStore(path: string, fn: (changed: string) => void): () => void {
+    const known = this.#hostWatches.get(path);
+    const set = known ?? new Set<(changed: string) => void>();
+    if (!known) {
+      this.#hostWatches.set(path, set);
+      const r = this.store.watch(0, path);
+      if (r < 0) throw new InvalidArgumentError('store watch', `cannot watch ${path}: ${errnoName(r)}`);
+    } else {
+      queueMicrotask(() => { if (set.has(fn)) fn(path); });
+    }
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.#hostWatches.get(path) === set) {
+        this.#hostWatches.delete(path);
+        this.store.unwatch(0, path);
+      }
+    };
+  }
+
+  #queueHostWatches(): void {
+    if (this.#hostWatchQueued) return;
+    this.#hostWatchQueued = true;
+    // Run the handlers after the store operation that fired them has finished.
+    queueMicrotask(() => {
+      this.#hostWatchQueued = false;
+      for (let changed = this.store.nextEvent(0); changed !== undefined; changed = this.store.nextEvent(0)) {
+        for (const [path, fns] of this.#hostWatches) {
+          if (changed !== path && !changed.startsWith(path === '/' ? '/' : `${path}/`)) continue;
+          for (const fn of [...fns]) {
+            try {
+              fn(changed);
+            } catch (err) {
+              this.kernel.log.error(`store watch on ${path} failed: ${err instanceof Error ? err.message : String(err)}`);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  #createFromImage(image: GuestImage, config: DomainConfig, disks: OpenedDisk[] = []): Domain {
     this.#checkOpen();
     const memoryBytes = config.memoryBytes ?? Math.round((config.memory ?? 16) * MiB);
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < WASM_PAGE || memoryBytes % WASM_PAGE !== 0) {
@@ -293,6 +368,21 @@ export class Hypervisor implements AsyncDisposable {
     const dom = new Domain(record, image, memory, this.#control);
     this.#domains.set(record.id, dom);
     this.#configs.set(record.id, config);
+    this.#storeHome(record.id, record.name);
+    // The guest finds its disks in the store as it starts: attach them first.
+    let attached = 0;
+    try {
+      for (; attached < disks.length; attached++) this.blk.install(record.id, disks[attached]!);
+    } catch (err) {
+      this.#domains.delete(record.id);
+      this.#configs.delete(record.id);
+      // Installed disks are closed by their teardown; the rest by the caller.
+      this.#track(this.blk.releaseDomain(record.id));
+      disks.splice(0, attached);
+      this.store.releaseDomain(record.id);
+      this.kernel.release(record);
+      throw err;
+    }
     Atomics.store(this.#ctl, record.id, config.paused ? Ctl.PAUSE : Ctl.NONE);
     this.#cpuNs[record.id] = 0;
     Atomics.store(this.#consoleInFlight, record.id, 0);
@@ -314,7 +404,6 @@ export class Hypervisor implements AsyncDisposable {
     }, image.module, config.cpu);
     this.#sched.set(record.id, sched);
     this.pv.setHome(record.id, cpu);
-    this.#storeHome(record.id, record.name);
     this.kernel.setPhase(record, config.paused ? 'paused' : 'running');
     this.kernel.log.info(`domain ${record.id} (${record.name}) created: ${image.label}, ${memoryBytes / MiB} MiB, on cpu ${this.#pool.cpuOf(record.id)}`);
     return dom;
@@ -503,9 +592,11 @@ export class Hypervisor implements AsyncDisposable {
       this.#pool.send(rec.id, { t: 'kill', domid: rec.id });
       this.#attend(rec.id);
       await gone;
+      // Return once its block devices are closed: the disks can be reused at once.
+      await this.blk.releaseDomain(rec.id);
       return;
     }
-    this.#release(dom, { reason: rec.shutdownReason ?? 'destroyed', crash: rec.crash });
+    await this.#release(dom, { reason: rec.shutdownReason ?? 'destroyed', crash: rec.crash });
   }
 
   #onHostMessage(msg: FromHost): void {
@@ -562,10 +653,11 @@ export class Hypervisor implements AsyncDisposable {
       dom.settle(result);
       return;
     }
-    this.#release(dom, result);
+    const disks = this.#release(dom, result);
     if (action === 'restart' && config && !this.#closed) {
       this.kernel.log.info(`domain ${rec.id} (${rec.name}): restarting after ${result.reason}`);
-      this.createDomain({ ...config, image: dom.image }).catch((err: unknown) => {
+      // The new domain opens the same disks: wait until the old one has let them go.
+      disks.then(() => this.createDomain({ ...config, image: dom.image })).catch((err: unknown) => {
         this.kernel.log.error(`restart of ${rec.name} failed: ${(err as Error).message}`);
       });
     }
@@ -596,8 +688,17 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
-  #release(dom: Domain, exit: DomainExit): void {
+  /** Keep a block release in view until it ends (close and restarts wait for it). */
+  #track(p: Promise<void>): Promise<void> {
+    this.#releasing.add(p);
+    void p.finally(() => this.#releasing.delete(p));
+    return p;
+  }
+
+  #release(dom: Domain, exit: DomainExit): Promise<void> {
     const rec = dom.record;
+    // Requests in flight complete before the devices close; acknowledged writes are on the host already.
+    const disks = this.#track(this.blk.releaseDomain(rec.id));
     this.#domains.delete(rec.id);
     this.#configs.delete(rec.id);
     this.#sched.delete(rec.id);
@@ -611,6 +712,7 @@ export class Hypervisor implements AsyncDisposable {
     dom.memory = undefined;
     this.kernel.release(rec);
     dom.settle(exit);
+    return disks;
   }
 
   /** Make the guest running on `domid`'s CPU reach a safepoint now and let its CPU read control messages. */
@@ -633,11 +735,12 @@ export class Hypervisor implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.hostEvents.stop();
     await this.#pool.close();
     for (const dom of [...this.#domains.values()]) {
       if (this.kernel.find(dom.id)) this.#release(dom, { reason: 'destroyed' });
     }
+    await Promise.allSettled([...this.#releasing]);
+    this.hostEvents.stop();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

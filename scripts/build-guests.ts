@@ -111,6 +111,7 @@ const steps: [string, () => Promise<void> | void][] = [
   ['ping', () => buildAs('ping', ['-O2'])],
   ['pong', () => buildAs('pong', ['-O2'])],
   ['echo', () => buildAs('echo', ['-O2'])],
+  ['blkwrite', () => buildAs('blkwrite', ['-O2'])],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
   ['cpubench', () => buildC('cpubench', 'cpubench.c')],

@@ -7,6 +7,7 @@ export * from "./evtchn";
 export * from "./ring";
 export * from "./grant";
 export * from "./store";
+export * from "./blkfront";
 
 import { print } from "./console";
 import { sched_shutdown } from "./abi";

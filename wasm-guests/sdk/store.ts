@@ -2,6 +2,7 @@
 // publishes its own. Paths are relative to the domain's home unless they
 // start with "/". Values are UTF-8 strings.
 import { store_read, store_write, store_directory, store_remove, store_watch, store_unwatch, store_next_event } from "./abi";
+import { evtchn_bind_virq, VIRQ_STORE } from "./evtchn";
 
 const BUF_SIZE: u32 = 4096;
 const buf = new ArrayBuffer(BUF_SIZE);
@@ -54,4 +55,17 @@ export function storeNextEvent(): string | null {
   const n = store_next_event(changetype<usize>(buf), BUF_SIZE);
   if (n <= 0) return null;
   return String.UTF8.decodeUnsafe(changetype<usize>(buf), <usize>min(<u32>n, BUF_SIZE));
+}
+
+let eventPort: i32 = 0;
+/**
+ * The port of the store's virq, bound on first use: watches wake a blocked
+ * guest only once it is bound. Use this rather than binding VIRQ_STORE
+ * yourself, so that drivers (blkfront) and your code share the one port.
+ */
+export function storeEventPort(): i32 {
+  if (eventPort > 0) return eventPort;
+  const p = evtchn_bind_virq(VIRQ_STORE);
+  if (p > 0) eventPort = p;
+  return p;
 }
