@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { formatBlockList, cliDiskSpec } from './block.ts';
 import { parseConfig } from '../runtime/toolstack/xlcfg.ts';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import { ToolstackClient } from '../runtime/toolstack/client.ts';
@@ -43,7 +44,7 @@ const CONTROL_USAGE = `Usage: xc_dom_control [command] <params>
 `;
 
 const NOT_YET: Record<string, string> = {
-  save: 'save/restore', restore: 'save/restore', listvbds: 'block devices', vbd_add: 'block devices', vbd_remove: 'block devices',
+  save: 'save/restore', restore: 'save/restore',
   vif_stats: 'network interfaces', vif_addip: 'network interfaces', vif_setsched: 'network interfaces', vif_getsched: 'network interfaces',
 };
 
@@ -118,6 +119,19 @@ export function addCompatCommands(program: Command, resolveImage: (s: string) =>
             mcuadv: num(p[1], 'mcuadv', usage), warp: num(p[2], 'warp', usage), warpl: num(p[3], 'warpl', usage), warpu: num(p[4], 'warpu', usage),
           } });
           process.stdout.write(`domain ${r.id}: mcuadv ${r.settings.mcuadv} warp ${r.settings.warp} warpl ${r.settings.warpl} warpu ${r.settings.warpu}\n`);
+          return;
+        }
+        case 'listvbds': process.stdout.write(formatBlockList(await call(cmd, { op: 'block-list' }))); return;
+        case 'vbd_add': {
+          if (p.length < 4) throw new InvalidArgumentError('arguments', `expected a domain, a uname, a device and a mode: ${usage}`);
+          const r = await call(cmd, { op: 'block-attach', dom: dom(p[0], usage), spec: cliDiskSpec(`${p[1]},${p[2]},${p[3]}`) });
+          process.stdout.write(`${r.kind}:${r.target} added to domain ${r.domid} as ${r.vdev} (${r.readonly ? 'r' : 'w'})\n`);
+          return;
+        }
+        case 'vbd_remove': {
+          if (p[1] === undefined) throw new InvalidArgumentError('arguments', `expected a domain and a device: ${usage}`);
+          const r = await call(cmd, { op: 'block-detach', dom: dom(p[0], usage), vdev: p[1] });
+          process.stdout.write(`${r.vdev} removed from domain ${r.id}\n`);
           return;
         }
         case 'cpu_bvtslice': { const r = await call(cmd, { op: 'bvt-slice', ms: num(p[0], 'slice', usage) }); process.stdout.write(`bvt slice ${r.sliceMs} ms\n`); return; }

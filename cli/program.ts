@@ -9,6 +9,8 @@ import { describeDomain, loadDomainConfig, parseDefines, toDomainConfig } from '
 import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
 import { addToolstackCommands, defaultConfigPath } from './toolstack.ts';
 import { addCompatCommands } from './compat.ts';
+import { addBlockCommands } from './block.ts';
+import { addVdCommands } from './vd.ts';
 import { VERSION } from '../runtime/toolstack/controller.ts';
 import { renderCompletion } from './docs.ts';
 import { existsSync } from 'node:fs';
@@ -162,6 +164,8 @@ export function buildProgram(): Command {
 
   const isGuestName = (s: string): boolean => (REFERENCE_GUESTS as readonly string[]).includes(s);
   addToolstackCommands(program, resolveImage, isGuestName);
+  addBlockCommands(program);
+  addVdCommands(program);
   addCompatCommands(program, resolveImage, isGuestName, defaultConfigPath);
 
   program

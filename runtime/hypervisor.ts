@@ -739,7 +739,17 @@ export class Hypervisor implements AsyncDisposable {
     for (const dom of [...this.#domains.values()]) {
       if (this.kernel.find(dom.id)) this.#release(dom, { reason: 'destroyed' });
     }
-    await Promise.allSettled([...this.#releasing]);
+    // Block devices finish their requests in flight; a host I/O that never returns does not hold close forever.
+    const pending = [...this.#releasing];
+    if (pending.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        Promise.allSettled(pending).then(() => false),
+        new Promise<boolean>((r) => { timer = setTimeout(() => r(true), 10_000); }),
+      ]);
+      clearTimeout(timer);
+      if (late) this.kernel.log.error(`close: ${this.#releasing.size} block device release(s) still waiting for host I/O after 10 s; closing anyway`);
+    }
     this.hostEvents.stop();
   }
 

@@ -14,6 +14,9 @@ export { loadDomainConfig, resolveDomainConfig, toDomainConfig, describeDomain, 
 export type { ResolvedDomain } from './toolstack/domain-config.ts';
 export { parseBootOptions } from './boot-options.ts';
 export { Controller, parseAction } from './toolstack/controller.ts';
+export type { ControllerOptions } from './toolstack/controller.ts';
+export { VirtualDisks, NoSuchVirtualDiskError, VirtualDiskExistsError, VirtualDiskMissingError, VirtualDiskInUseError, VirtualDiskIoError, parseVdSize } from '../devices/blk/vdisk.ts';
+export type { VirtualDiskInfo, VirtualDisksOptions } from '../devices/blk/vdisk.ts';
 export { startDaemon } from './toolstack/daemon.ts';
 export type { Daemon, DaemonOptions } from './toolstack/daemon.ts';
 export { ToolstackClient, NoDaemonError, ProtocolError, RemoteError } from './toolstack/client.ts';

@@ -25,6 +25,9 @@ export interface DiskSpec {
 
 const VDEV = /^(xvd|hd|sd)[a-z]{1,2}[0-9]{0,2}$/;
 
+/** A virtual disk's name (`vd:NAME`, `wv vd create NAME`): it is also a file name, so no `/` and no leading dot. */
+export const VD_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 export function parseDiskSpec(spec: string): DiskSpec {
   const bad = (why: string): never => { throw new InvalidArgumentError(`disk "${spec}"`, why); };
   const parts = spec.split(',').map((p) => p.trim());
@@ -58,9 +61,21 @@ export function parseDiskSpec(spec: string): DiskSpec {
   }
   if (target === '') bad('the target is empty');
   if (kind === 'phy' && !target.startsWith('/')) target = `/dev/${target}`;
-  if (kind === 'vd' && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(target)) bad(`"${target}" is not a virtual disk name`);
+  if (kind === 'vd' && !VD_NAME.test(target)) bad(`"${target}" is not a virtual disk name`);
   if (!VDEV.test(vdev)) bad(`"${vdev}" is not a virtual device name (xvdX, hdX or sdX, with an optional partition number)`);
   const a = (access ?? 'w').toLowerCase();
   if (!['r', 'ro', 'w', 'rw'].includes(a)) bad(`access "${access}" is not r or w`);
   return { kind, target, vdev, readonly: a === 'r' || a === 'ro', spec };
+}
+
+/** The positional form of a spec (`file:/abs/disk.img,xvda,w`), e.g. after making its path absolute. */
+export function formatDiskSpec(d: Pick<DiskSpec, 'kind' | 'target' | 'vdev' | 'readonly'>): string {
+  return `${d.kind}:${d.target},${d.vdev},${d.readonly ? 'r' : 'w'}`;
+}
+
+/** Parse `spec` and make a relative `file:` target absolute against `base`. */
+export function absoluteDiskSpec(spec: string, base: string, resolvePath: (base: string, p: string) => string): string {
+  const d = parseDiskSpec(spec);
+  if (d.kind !== 'file' || d.target.startsWith('/')) return formatDiskSpec(d);
+  return formatDiskSpec({ ...d, target: resolvePath(base, d.target) });
 }

@@ -7,7 +7,10 @@ import { InvalidArgumentError } from '../../kernel/errors.ts';
 import { NR_PORTS, PortState } from '../../kernel/pv-table.ts';
 import { Errno } from '../../kernel/errno.ts';
 import type { Hypervisor, DomainInfo, SchedSettings } from '../hypervisor.ts';
-import { PROTOCOL_VERSION, type Action, type CreateSpec, type DomRef, type HostInfo, type Op, type Results } from './protocol.ts';
+import type { VbdInfo } from '../../devices/blk/vbd.ts';
+import { VirtualDisks } from '../../devices/blk/vdisk.ts';
+import { vdPath } from './paths.ts';
+import { PROTOCOL_VERSION, type BlockRow, type Action, type CreateSpec, type DomRef, type HostInfo, type Op, type Results } from './protocol.ts';
 
 export const VERSION = '0.1.0';
 
@@ -25,6 +28,8 @@ const OPS: readonly Op[] = [
   'create', 'list', 'info', 'dmesg', 'pause', 'unpause', 'shutdown', 'destroy', 'rename', 'uptime', 'pin',
   'sched-bvt', 'bvt-slice', 'console-buffer', 'console', 'consoles', 'debug-keys', 'shutdown-host',
   'store-ls', 'store-read', 'store-write', 'store-rm',
+  'block-attach', 'block-detach', 'block-list',
+  'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
 type Obj = Record<string, unknown>;
@@ -70,6 +75,13 @@ function createSpec(v: unknown): CreateSpec {
   if (cpu !== undefined) spec.cpu = cpu as number;
   const sched = field(o, 'sched', 'object', true);
   if (sched !== undefined) spec.sched = schedSettings(sched);
+  const disks = field(o, 'disks', 'object', true);
+  if (disks !== undefined) {
+    if (!Array.isArray(disks) || disks.some((d) => typeof d !== 'string') || disks.length > 64) {
+      throw new InvalidArgumentError('action field "disks"', 'it must be a list of up to 64 disk specs (strings)');
+    }
+    spec.disks = disks as string[];
+  }
   return spec;
 }
 
@@ -127,7 +139,50 @@ export function parseAction(v: unknown): Action {
       const t = field(o, 'timeoutMs', 'number', true);
       return t === undefined ? { op: 'shutdown-host' } : { op: 'shutdown-host', timeoutMs: t as number };
     }
+    case 'block-attach': return { op: 'block-attach', dom: domRef(o), spec: field(o, 'spec', 'string', false) as string };
+    case 'block-detach': {
+      const a: Action = { op: 'block-detach', dom: domRef(o), vdev: field(o, 'vdev', 'string', false) as string };
+      const force = field(o, 'force', 'boolean', true);
+      if (force !== undefined) a.force = force as boolean;
+      const t = field(o, 'timeoutMs', 'number', true);
+      if (t !== undefined) {
+        if (!(Number.isInteger(t) && (t as number) > 0 && (t as number) <= 600_000)) throw new InvalidArgumentError('action field "timeoutMs"', `${String(t)} is not a whole number of ms in (0, 600000]`);
+        a.timeoutMs = t as number;
+      }
+      return a;
+    }
+    case 'block-list': return o.dom === undefined ? { op: 'block-list' } : { op: 'block-list', dom: domRef(o) };
+    case 'vd-create': return { op: 'vd-create', name: field(o, 'name', 'string', false) as string, size: vdSize(o) };
+    case 'vd-list': return { op: 'vd-list' };
+    case 'vd-delete': return { op: 'vd-delete', name: field(o, 'name', 'string', false) as string };
+    case 'vd-resize': {
+      const a: Action = { op: 'vd-resize', name: field(o, 'name', 'string', false) as string, size: vdSize(o) };
+      const force = field(o, 'force', 'boolean', true);
+      if (force !== undefined) a.force = force as boolean;
+      return a;
+    }
+    case 'vd-snapshot':
+      return { op: 'vd-snapshot', name: field(o, 'name', 'string', false) as string, newName: field(o, 'newName', 'string', false) as string };
   }
+}
+
+/** A virtual disk size: bytes, or text such as `64M` (the store checks the value). */
+function vdSize(o: Obj): number | string {
+  const v = o.size;
+  if (typeof v === 'number' || typeof v === 'string') return v;
+  throw new InvalidArgumentError('action field "size"', v === undefined ? 'it is missing' : `it must be a number of bytes or a size such as "64M", not ${JSON.stringify(v)}`);
+}
+
+/** Where a Controller keeps what outlives a request (virtual disks); without it, `vd-*` actions are refused. */
+export interface ControllerOptions {
+  /** The daemon's state directory: virtual disks live in STATE/vd. */
+  stateDir?: string;
+  /** Where virtual disks live, instead of STATE/vd. */
+  vdDir?: string;
+}
+
+function blockRow(v: VbdInfo): BlockRow {
+  return { ...v, sectors: Number(v.sectors) };
 }
 
 const DEBUG_KEYS: Record<string, string> = {
@@ -145,10 +200,37 @@ export class Controller {
   readonly #startedNs: bigint;
   /** Called after a `shutdown-host` action has stopped every domain. */
   onHostShutdown: (() => void) | undefined;
+  readonly #vdDir: string | undefined;
+  #vd: VirtualDisks | undefined;
 
-  constructor(hv: Hypervisor) {
+  constructor(hv: Hypervisor, opts: ControllerOptions = {}) {
     this.hv = hv;
     this.#startedNs = hv.kernel.now();
+    this.#vdDir = opts.vdDir ?? (opts.stateDir !== undefined ? vdPath(opts.stateDir) : undefined);
+    // `vd:NAME` in a disk spec is this controller's virtual disk.
+    if (this.#vdDir !== undefined) hv.blk.resolveVd = (name) => this.virtualDisks.pathOf(name);
+  }
+
+  /**
+   * The virtual disks, opened on first use in `vdDir` (or STATE/vd). A disk
+   * attached to a domain cannot be deleted, resized or snapshotted. Throws
+   * InvalidArgumentError if the controller was given no directory.
+   */
+  get virtualDisks(): VirtualDisks {
+    if (this.#vd) return this.#vd;
+    if (this.#vdDir === undefined) {
+      throw new InvalidArgumentError('virtual disk action', 'this controller keeps no virtual disks: give it a directory, new Controller(hv, { stateDir }) or { vdDir }');
+    }
+    const store: VirtualDisks = VirtualDisks.open(this.#vdDir, { inUse: (name) => this.hv.blk.holderOf(store.get(name).path) });
+    this.#vd = store;
+    return store;
+  }
+
+  /** Close what the controller opened (the virtual disks' database); the hypervisor stays the caller's. */
+  async close(): Promise<void> {
+    const vd = this.#vd;
+    this.#vd = undefined;
+    await vd?.close();
   }
 
   #info(id: number): DomainInfo {
@@ -243,6 +325,40 @@ export class Controller {
         await Promise.all(doms.map((r) => hv.shutdown(r.id, { reason: 'poweroff', timeoutMs: a.timeoutMs ?? 10_000 }).catch(() => {})));
         this.onHostShutdown?.();
         return { domains: doms.length };
+      }
+      case 'block-attach': {
+        const d = hv.domain(a.dom);
+        if (d.phase === 'shutdown' || d.phase === 'crashed' || d.phase === 'dying') {
+          throw new InvalidArgumentError('domain', `domain ${d.id} (${d.name}) is ${d.phase}; a disk can be attached only to a live domain`);
+        }
+        return blockRow(await hv.blk.attach(d.id, a.spec));
+      }
+      case 'block-detach': {
+        const d = hv.domain(a.dom);
+        await hv.blk.detach(d.id, a.vdev, { ...(a.force !== undefined ? { force: a.force } : {}), ...(a.timeoutMs !== undefined ? { timeoutMs: a.timeoutMs } : {}) });
+        return { id: d.id, vdev: a.vdev };
+      }
+      case 'block-list': return hv.blk.list(a.dom === undefined ? undefined : hv.kernel.get(a.dom).id).map(blockRow);
+      case 'vd-create': {
+        const d = await this.virtualDisks.create(a.name, a.size);
+        hv.kernel.log.info(`virtual disk ${d.name} created (${d.sizeBytes} bytes)`);
+        return d;
+      }
+      case 'vd-list': return this.virtualDisks.list();
+      case 'vd-delete': {
+        const r = await this.virtualDisks.delete(a.name);
+        hv.kernel.log.info(`virtual disk ${r.name} deleted`);
+        return r;
+      }
+      case 'vd-resize': {
+        const d = await this.virtualDisks.resize(a.name, a.size, { force: a.force ?? false });
+        hv.kernel.log.info(`virtual disk ${d.name} resized from ${d.previousBytes} to ${d.sizeBytes} bytes`);
+        return d;
+      }
+      case 'vd-snapshot': {
+        const d = await this.virtualDisks.snapshot(a.name, a.newName);
+        hv.kernel.log.info(`virtual disk ${d.name} snapshotted from ${a.name}`);
+        return d;
       }
     }
   }

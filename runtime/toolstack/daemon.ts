@@ -5,6 +5,7 @@
  *   STATE/wv.sock   control socket, mode 0600 (protocol.ts)
  *   STATE/wv.pid    the daemon's pid
  *   STATE/wv.log    the kernel log, appended as it is written
+ *   STATE/vd/       virtual disks (`wv vd`): images and their database, vd.db
  *
  * It refuses to start over a live daemon's socket, removes a stale one, and
  * refuses a state directory another user owns.
@@ -58,7 +59,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     rmSync(sock, { force: true }); // stale: its daemon died
   }
   const hv = new Hypervisor({ ...(opts.boot !== undefined ? { boot: opts.boot } : {}), ...opts.hypervisor });
-  const controller = new Controller(hv);
+  const controller = new Controller(hv, { stateDir: dir });
   writeFileSync(logFile, '');
   const log = (line: string): void => { try { appendFileSync(logFile, `${line}\n`); } catch { /* a full disk must not stop the daemon */ } };
   for (const l of hv.dmesg()) log(l);
@@ -92,6 +93,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       server.close();
       for (const c of conns) c.destroy();
       await hv.close();
+      await controller.close();
       rmSync(sock, { force: true });
       rmSync(pidFile, { force: true });
       resolveStopped();

@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import type { ExitAction } from '../domain.ts';
 import type { CreateSpec } from './protocol.ts';
 import { isDomainName } from '../../kernel/kernel.ts';
+import { absoluteDiskSpec } from '../../devices/blk/disk-spec.ts';
 import { ConfigError, parseConfig, type CfgEntry, type CfgValue, type ParsedConfig } from './xlcfg.ts';
 
 /** A domain as its config file describes it, with paths resolved. */
@@ -21,7 +22,7 @@ export interface ResolvedDomain {
   memory: number;
   vcpus: number;
   cmdline: string;
-  /** xl disk specs, as written (`file:/path,xvda,w`). */
+  /** xl disk specs, checked, with relative `file:` paths made absolute against the config's folder. */
   disk: string[];
   /** xl vif specs, as written (`ip=10.0.0.2,mac=...`). */
   vif: string[];
@@ -138,7 +139,13 @@ export function resolveDomainConfig(cfg: ParsedConfig, isGuestName: (s: string) 
     memory: num('memory', 1, 1 << 20) ?? 16,
     vcpus: num('vcpus', 1, 1) ?? 1,
     cmdline,
-    disk: list('disk'),
+    disk: list('disk').map((spec) => {
+      try {
+        return absoluteDiskSpec(spec, base, resolve);
+      } catch (err) {
+        return at(entries.get('disk')!, (err as Error).message);
+      }
+    }),
     vif,
     ips,
     onPoweroff: action('on_poweroff'),
@@ -176,8 +183,8 @@ export function describeDomain(d: ResolvedDomain): string {
  * refused rather than started without it.
  */
 export function toDomainConfig(d: ResolvedDomain, image: (kernel: string) => string = (k) => k): CreateSpec {
-  for (const [what, given] of [['disk', d.disk.length > 0], ['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
-    if (given) throw new ConfigError(d.file, 0, 0, `"${what}" is not supported yet by this version (block devices, networks and ramdisks come with their own issues)`);
+  for (const [what, given] of [['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
+    if (given) throw new ConfigError(d.file, 0, 0, `"${what}" is not supported yet by this version (networks and ramdisks come with their own issues)`);
   }
   return {
     image: image(d.kernel),
@@ -190,5 +197,6 @@ export function toDomainConfig(d: ResolvedDomain, image: (kernel: string) => str
     onWatchdog: d.onWatchdog,
     ...(d.cpu !== undefined ? { cpu: d.cpu } : {}),
     sched: d.sched,
+    ...(d.disk.length > 0 ? { disks: d.disk } : {}),
   };
 }

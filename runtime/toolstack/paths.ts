@@ -33,6 +33,9 @@ export function socketPath(stateDir: string): string { return join(stateDir, 'wv
 
 export function pidPath(stateDir: string): string { return join(stateDir, 'wv.pid'); }
 
+/** Where the virtual disks (`wv vd`) and their database live. */
+export function vdPath(stateDir: string): string { return join(stateDir, 'vd'); }
+
 /** The pid the daemon wrote, or '' when there is none. */
 export function readPid(stateDir: string): string {
   try { return readFileSync(pidPath(stateDir), 'utf8').trim(); } catch { return ''; }

@@ -12,6 +12,8 @@
  * stream both ways (the guest's console out, keyboard input in).
  */
 import type { DomainConfig, DomainInfo, SchedSettings } from '../hypervisor.ts';
+import type { VirtualDiskInfo } from '../../devices/blk/vdisk.ts';
+import type { VbdInfo } from '../../devices/blk/vbd.ts';
 
 /** Bumped when an action or result changes shape; both sides must agree. */
 export const PROTOCOL_VERSION = 1;
@@ -19,7 +21,10 @@ export const PROTOCOL_VERSION = 1;
 export type DomRef = number | string;
 
 /** What `create` needs: a domain config that is all serialisable (the image is a path the daemon can read). */
-export type CreateSpec = Omit<DomainConfig, 'image'> & { image: string };
+export type CreateSpec = Omit<DomainConfig, 'image' | 'disks'> & { image: string; disks?: string[] };
+
+/** A VBD as the toolstack reports it (`block-list`): sizes as plain numbers. */
+export type BlockRow = Omit<VbdInfo, 'sectors'> & { sectors: number };
 
 export type Action =
   | { op: 'create'; spec: CreateSpec }
@@ -45,7 +50,18 @@ export type Action =
   | { op: 'store-read'; path: string }
   | { op: 'store-write'; path: string; value: string }
   | { op: 'store-rm'; path: string }
-  | { op: 'shutdown-host'; timeoutMs?: number };
+  /** Virtual disks: sparse images in the daemon's state directory (devices/blk/vdisk.ts); `size` as `64M`, `1G` or bytes. */
+  | { op: 'vd-create'; name: string; size: number | string }
+  | { op: 'vd-list' }
+  | { op: 'vd-delete'; name: string }
+  /** Shrinking needs `force` (the data past the new end is lost). */
+  | { op: 'vd-resize'; name: string; size: number | string; force?: boolean }
+  | { op: 'vd-snapshot'; name: string; newName: string }
+  | { op: 'shutdown-host'; timeoutMs?: number }
+  /** Virtual block devices (xl block-attach, block-detach, block-list; the CD's vbd_add, vbd_remove, listvbds). */
+  | { op: 'block-attach'; dom: DomRef; spec: string }
+  | { op: 'block-detach'; dom: DomRef; vdev: string; force?: boolean; timeoutMs?: number }
+  | { op: 'block-list'; dom?: DomRef };
 
 export type Op = Action['op'];
 
@@ -89,7 +105,15 @@ export interface Results {
   'store-read': { path: string; value: string };
   'store-write': { path: string };
   'store-rm': { path: string };
+  'vd-create': VirtualDiskInfo;
+  'vd-list': VirtualDiskInfo[];
+  'vd-delete': { name: string; path: string };
+  'vd-resize': VirtualDiskInfo & { previousBytes: number };
+  'vd-snapshot': VirtualDiskInfo;
   'shutdown-host': { domains: number };
+  'block-attach': BlockRow;
+  'block-detach': { id: number; vdev: string };
+  'block-list': BlockRow[];
 }
 
 export interface Request { v: number; id: number; action: Action }

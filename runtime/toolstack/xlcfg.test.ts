@@ -67,6 +67,11 @@ t.test('a domain config resolves, checks every key, and maps to createDomain', a
   t.same(d.sched, { mcuadv: 5, warp: 2000 });
   t.match(describeDomain(d), /VM IP address\(es\)\s+: "10\.0\.0\.2,10\.0\.0\.3"/);
   t.throws(() => toDomainConfig(d), { code: 'WV_ERR_CONFIG', message: /"vif" is not supported yet/ }, 'a vif is refused, not dropped');
+  const disky = resolve(`kernel = "g.wasm"\ndisk = ['file:root.img,xvda,r', 'phy:sdb,xvdb,w', 'vd:data,xvdc', 'target=/srv/x.img,vdev=hda,access=ro']`);
+  t.same(disky.disk, [`file:${join(dir, 'root.img')},xvda,r`, 'phy:/dev/sdb,xvdb,w', 'vd:data,xvdc,w', 'file:/srv/x.img,hda,r'], 'disk specs are checked, file paths made absolute against the config');
+  t.same(toDomainConfig(disky).disks, disky.disk, 'and passed to createDomain');
+  t.throws(() => resolve(`kernel = "g.wasm"\ndisk = ['file:a.img,xvda,x']`), { code: 'WV_ERR_CONFIG', message: /d\.cfg:2:1: .*access "x" is not r or w/ });
+  t.throws(() => resolve(`kernel = "g.wasm"\ndisk = ['file:a.img,vda']`), { code: 'WV_ERR_CONFIG', message: /d\.cfg:2:1: .*"vda" is not a virtual device name/ });
   const plain = resolve('kernel = "g.wasm"\non_crash = "preserve"');
   t.same(toDomainConfig(plain), { image: join(dir, 'g.wasm'), memory: 16, cmdline: '', onPoweroff: 'destroy', onReboot: 'destroy', onCrash: 'preserve', onWatchdog: 'destroy', sched: {} });
 

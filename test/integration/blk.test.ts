@@ -5,7 +5,8 @@
  * and a guest that refuses to let go.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, truncateSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hypervisor } from '../../runtime/index.ts';
@@ -31,7 +32,7 @@ t.test('a guest writes and flushes through its VBD; the host reads back every bl
   const hv = new Hypervisor({ cpus: 1 });
   t.teardown(() => hv.close());
   const dom = await hv.createDomain({ image: guestPath('blkwrite'), name: 'w', memory: 4, cmdline: 'blocks=64 flush=16 seed=5', disks: [`file:${path},xvda,w`] });
-  t.ok(await until(() => dom.consoleText().includes('done 64 blocks, durable 64'), 10_000), dom.consoleText());
+  t.ok(await until(() => dom.consoleText().includes('done 64 blocks, durable 64'), 30_000), dom.consoleText());
   t.match(dom.consoleText(), /xvda connected, 2048 sectors/);
   const [vbd] = hv.blk.list(dom.id);
   t.equal(vbd!.state, 'connected');
@@ -132,4 +133,31 @@ t.test('a write to a read-only VBD is refused by the backend; the guest sees an 
   t.match(dom.consoleText(), /read-only/);
   t.equal(hv.blk.list(dom.id)[0]!.stats.errors, 1);
   t.equal(readFileSync(path).some((b) => b !== 0), false, 'nothing was written');
+});
+
+t.test('a full host disk: the guest gets an I/O error on that write; everything acknowledged before it is kept', async (t) => {
+  const mnt = mkdtempSync(join(tmpdir(), 'wv-blkfull-'));
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt]).status !== 0) {
+    t.comment('cannot mount a small tmpfs here (needs root): not tested');
+    rmSync(mnt, { recursive: true, force: true });
+    return;
+  }
+  t.teardown(() => { spawnSync('umount', [mnt]); rmSync(mnt, { recursive: true, force: true }); });
+  const path = join(mnt, 'disk.img');
+  writeFileSync(path, '');
+  truncateSync(path, 4 << 20); // 4 MiB, sparse, on a 256 KiB filesystem
+  const hv = new Hypervisor({ cpus: 1 });
+  t.teardown(() => hv.close());
+  const dom = await hv.createDomain({ image: guestPath('blkwrite'), memory: 4, cmdline: 'flush=4 seed=1', disks: [`file:${path},xvda,w`] });
+  t.ok(await until(() => /write of block (\d+) failed: -5/.test(dom.consoleText()), 20_000), dom.consoleText());
+  const failedAt = Number(/write of block (\d+) failed/.exec(dom.consoleText())![1]);
+  t.ok(failedAt > 8 && failedAt <= 64, `it failed when the filesystem filled (block ${failedAt})`);
+  const [v] = hv.blk.list(dom.id);
+  t.ok(v!.stats.errors >= 1);
+  t.equal(v!.stats.writes, failedAt, 'every write before it was acknowledged');
+  await hv.destroy(dom.id);
+  const file = readFileSync(path);
+  let bad = 0;
+  for (let i = 0; i < failedAt; i++) if (!blockMatches(file, i, 1)) bad++;
+  t.equal(bad, 0, `all ${failedAt} acknowledged blocks are intact`);
 });

@@ -1,0 +1,34 @@
+/**
+ * Compile an AssemblyScript guest in memory with the reference guests' flags
+ * (scripts/build-guests.ts), for tests whose guests are not shipped: hostile
+ * frontends, checkers.
+ */
+import asc from 'assemblyscript/asc';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** `file` is relative to the repository root. */
+export async function compileAs(file: string, optimize = '-O2'): Promise<Uint8Array<ArrayBuffer>> {
+  const outputs = new Map<string, Uint8Array>();
+  const stderr: string[] = [];
+  const { error } = await asc.main([
+    file, '--outFile', 'out.wasm',
+    '--importMemory', '--sharedMemory', '--enable', 'threads',
+    '--initialMemory', '1', '--maximumMemory', '16384', '--memoryBase', '4096',
+    '--runtime', 'stub', '--exportStart', '_initialize',
+    '--use', 'abort=wasm-guests/sdk/index/abort', '--debug', optimize,
+  ], {
+    stdout: { write: () => true } as never,
+    stderr: { write: (s: string | Uint8Array) => { stderr.push(String(s)); return true; } } as never,
+    readFile: (f: string, base: string) => { const p = join(root, base, f); return existsSync(p) ? readFileSync(p, 'utf8') : null; },
+    writeFile: (f: string, data: Uint8Array | string) => { outputs.set(f, typeof data === 'string' ? new TextEncoder().encode(data) : data); },
+    listFiles: (d: string, base: string) => { const p = join(root, base, d); return existsSync(p) ? readdirSync(p).filter((x) => x.endsWith('.ts')) : null; },
+  } as never);
+  if (error) throw new Error(`${error.message}\n${stderr.join('')}`);
+  const wasm = outputs.get('out.wasm');
+  if (!wasm) throw new Error(`no output: ${[...outputs.keys()].join(', ')}`);
+  return new Uint8Array(wasm) as Uint8Array<ArrayBuffer>;
+}
