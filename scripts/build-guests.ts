@@ -112,6 +112,7 @@ const steps: [string, () => Promise<void> | void][] = [
   ['pong', () => buildAs('pong', ['-O2'])],
   ['echo', () => buildAs('echo', ['-O2'])],
   ['blkwrite', () => buildAs('blkwrite', ['-O2'])],
+  ['ext2sh', () => buildAs('ext2sh', ['-O2'])],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
   ['cpubench', () => buildC('cpubench', 'cpubench.c')],

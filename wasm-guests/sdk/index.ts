@@ -8,6 +8,7 @@ export * from "./ring";
 export * from "./grant";
 export * from "./store";
 export * from "./blkfront";
+export * from "./ext2";
 
 import { print } from "./console";
 import { sched_shutdown } from "./abi";
