@@ -85,21 +85,22 @@ t.test('one image read-only in two domains; a second disk hotplugged, mounted an
   const hv = new Hypervisor({ cpus: 2 });
   t.teardown(() => hv.close());
   const a = await hv.createDomain({ image: guestPath('ext2sh'), name: 'a', memory: 8, disks: [`file:${img},xvda,r`] });
-  const b = await hv.createDomain({ image: guestPath('ext2sh'), name: 'b', memory: 8, disks: [`file:${img},xvda,r`] });
+  const b = await hv.createDomain({ image: guestPath('ext2sh'), name: 'b', memory: 8, cmdline: 'root=/dev/xvda1 ro', disks: [`file:${img},xvda1,r`] });
   for (const d of [a, b]) t.ok(await until(() => d.consoleText().includes('ext2sh> '), 20_000));
   t.match(await run(hv, a, 'cat /hello.txt'), /hello from an ext2 image/);
   t.match(await run(hv, b, 'cat /hello.txt'), /hello from an ext2 image/);
 
   await hv.blk.attach(b.id, `file:${img2},xvdb,r`);
-  t.match(await run(hv, b, 'disks'), /xvda 51712\nxvdb 51728\next2sh: 2 disk\(s\)/);
-  t.match(await run(hv, b, 'umount'), /xvda released/);
+  t.match(b.consoleText(), /mounted xvda1 /, 'root=/dev/xvda1 on the command line picks the device');
+  t.match(await run(hv, b, 'disks'), /xvda1 51713\nxvdb 51728\next2sh: 2 disk\(s\)/);
+  t.match(await run(hv, b, 'umount'), /xvda1 released/);
   t.match(await run(hv, b, 'mount xvdb'), /mounted xvdb \("second"/);
   t.match(await run(hv, b, 'cat /note.txt'), /^the second disk\n/);
   // Detach the mounted disk: the guest lets go (it wakes on the store event).
   await hv.blk.detach(b.id, 'xvdb');
   t.ok(await until(() => b.consoleText().includes('xvdb released')));
   t.match(await run(hv, b, 'ls /'), /nothing mounted/);
-  t.same(hv.blk.list(b.id).map((v) => v.vdev), ['xvda']);
+  t.same(hv.blk.list(b.id).map((v) => v.vdev), ['xvda1']);
 });
 
 t.test('a disk that is not ext2 is refused with the reason', { skip }, async (t) => {

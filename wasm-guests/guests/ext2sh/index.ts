@@ -10,7 +10,8 @@
 //   umount        let go of the device
 //   quit          power off
 // It lets go of its device when the toolstack detaches it, and stops when
-// asked to shut down. cmdline: disk=xvda (the device mounted at start).
+// asked to shut down. cmdline: disk=xvda, or root=/dev/xvda1 as on the Demo
+// CD (the device mounted at start; default xvda).
 import {
   println, print, writeAll, poweroff, shutdown, block, readBytes, cmdlineArg, evtchn_bind_virq, takePending,
   requestedShutdown, storeEventPort, storeNextEvent, VIRQ_CONSOLE, VIRQ_SHUTDOWN,
@@ -152,7 +153,10 @@ export function start(): void {
   evtchn_bind_virq(VIRQ_CONSOLE);
   const shutdownPort = evtchn_bind_virq(VIRQ_SHUTDOWN);
   storeEventPort();
-  mount(cmdlineArg("disk", "xvda"));
+  // The device to mount: disk=, else the root= of a Linux command line (root=/dev/xvda1 ro), else xvda.
+  let first = cmdlineArg("root", "");
+  if (first.startsWith("/dev/")) first = first.substring(5);
+  mount(cmdlineArg("disk", first.length > 0 ? first : "xvda"));
   print("ext2sh> ");
   const buf = new Uint8Array(256);
   let line = "";
