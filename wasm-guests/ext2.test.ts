@@ -9,7 +9,6 @@
  * timeout, so a reader that loops forever fails the test instead of stopping it.
  */
 import t, { type Test } from 'tap';
-import asc from 'assemblyscript/asc';
 import vm from 'node:vm';
 import { spawnSync } from 'node:child_process';
 import {
@@ -17,11 +16,10 @@ import {
   readlinkSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { delimiter, join } from 'node:path';
 import { prng } from '../test/fuzz/prng.ts';
+import { compileAs } from '../test/helpers/asc.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const EIO = 5;
 const ENOENT = 2;
 const E2BIG = 7;
@@ -34,27 +32,9 @@ const EBUSY = 16;
 /** Longest a single call into the module may take. */
 const CALL_MS = 10_000;
 
-/** Compile the test module with the guests' flags (scripts/build-guests.ts), into memory. */
+/** Compile the test module with the guests' flags (test/helpers/asc.ts), into memory. */
 async function compile(): Promise<WebAssembly.Module> {
-  const outputs = new Map<string, Uint8Array>();
-  const stderr: string[] = [];
-  const { error } = await asc.main([
-    'wasm-guests/test-modules/ext2-check.ts', '--outFile', 'ext2-check.wasm',
-    '--importMemory', '--sharedMemory', '--enable', 'threads',
-    '--initialMemory', '1', '--maximumMemory', '16384', '--memoryBase', '4096',
-    '--runtime', 'stub', '--exportStart', '_initialize',
-    '--use', 'abort=wasm-guests/sdk/index/abort', '--debug', '-O2',
-  ], {
-    stdout: { write: () => true } as never,
-    stderr: { write: (s: string | Uint8Array) => { stderr.push(String(s)); return true; } } as never,
-    readFile: (f: string, base: string) => { const p = join(root, base, f); return existsSync(p) ? readFileSync(p, 'utf8') : null; },
-    writeFile: (f: string, data: Uint8Array | string) => { outputs.set(f, typeof data === 'string' ? new TextEncoder().encode(data) : data); },
-    listFiles: (d: string, base: string) => { const p = join(root, base, d); return existsSync(p) ? readdirSync(p).filter((x) => x.endsWith('.ts')) : null; },
-  } as never);
-  if (error) throw new Error(`${error.message}\n${stderr.join('')}`);
-  const wasm = outputs.get('ext2-check.wasm');
-  if (!wasm) throw new Error(`no output: ${[...outputs.keys()].join(', ')}`);
-  return new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>);
+  return new WebAssembly.Module(await compileAs('wasm-guests/test-modules/ext2-check.ts'));
 }
 
 interface Ext2Check {

@@ -10,41 +10,19 @@
  * the kernel does).
  */
 import t from 'tap';
-import asc from 'assemblyscript/asc';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
 import {
   BackRing, FrontRing, MemoryRingPage, RING_HEADER_SIZE, RING_PAGE_SIZE, RingField, RingProtocolError,
   bytesCodec, initSharedRing, ringLayout, ringSlotOffset,
 } from '../kernel/ring.ts';
 import { Errno } from '../kernel/errno.ts';
 import { prng } from '../test/fuzz/prng.ts';
+import { compileAs } from '../test/helpers/asc.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const GRANT = 'wasmvisor:hypercall/grant@0.1.0';
 
-/** Compile the test module with the guests' flags (scripts/build-guests.ts), into memory. */
+/** Compile the test module with the guests' flags (test/helpers/asc.ts), into memory. */
 async function compile(): Promise<WebAssembly.Module> {
-  const outputs = new Map<string, Uint8Array>();
-  const stderr: string[] = [];
-  const { error } = await asc.main([
-    'wasm-guests/test-modules/ring-check.ts', '--outFile', 'ring-check.wasm',
-    '--importMemory', '--sharedMemory', '--enable', 'threads',
-    '--initialMemory', '1', '--maximumMemory', '16384', '--memoryBase', '4096',
-    '--runtime', 'stub', '--exportStart', '_initialize',
-    '--use', 'abort=wasm-guests/sdk/index/abort', '--debug', '-O2',
-  ], {
-    stdout: { write: () => true } as never,
-    stderr: { write: (s: string | Uint8Array) => { stderr.push(String(s)); return true; } } as never,
-    readFile: (f: string, base: string) => { const p = join(root, base, f); return existsSync(p) ? readFileSync(p, 'utf8') : null; },
-    writeFile: (f: string, data: Uint8Array | string) => { outputs.set(f, typeof data === 'string' ? new TextEncoder().encode(data) : data); },
-    listFiles: (d: string, base: string) => { const p = join(root, base, d); return existsSync(p) ? readdirSync(p).filter((x) => x.endsWith('.ts')) : null; },
-  } as never);
-  if (error) throw new Error(`${error.message}\n${stderr.join('')}`);
-  const wasm = outputs.get('ring-check.wasm');
-  if (!wasm) throw new Error(`no output: ${[...outputs.keys()].join(', ')}`);
-  return new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>);
+  return new WebAssembly.Module(await compileAs('wasm-guests/test-modules/ring-check.ts'));
 }
 
 interface RingCheck {
