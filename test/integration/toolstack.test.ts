@@ -115,7 +115,7 @@ t.test('console: replays the buffer, sends input, the guest echoes it; rename, u
   t.match(gone.stderr, /invalid store path \/tool\/setting: it does not exist/);
   t.match(wv('store', 'write', 'bad//path', 'x').stderr, /it is not a valid path/);
   t.equal(wv('rename', 'b', 'Domain-0').status, 1, 'a taken name is refused');
-  t.match(wv('uptime', 'b').stdout, /b\s+\d+\s+00:00:0\d/);
+  t.match(wv('uptime', 'b').stdout, /b\s+\d+\s+00:0\d:\d\d/);
   t.match(wv('vcpu-pin', 'b', '0').stdout, /pinned to cpu 0/);
   const vp = wv('vcpu-pin', 'b', '5');
   t.equal(vp.status, 1);
