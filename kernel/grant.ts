@@ -13,7 +13,10 @@
  * torn state from a copy that started after it believed the grant gone.
  */
 import { Errno } from './errno.ts';
-import { GRANTS, GRANT_WORDS, GrantFlag, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
+import { GRANTEE_SHIFT, GRANTS, GRANT_WORDS, GrantFlag, GrantWord, H_GRANT_HI, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
+
+const { FLAGS, PAGE, BUSY, GEN } = GrantWord;
+const FLAG_MASK = (1 << GRANTEE_SHIFT) - 1;
 
 /** How grant copies reach domains' memories. */
 export interface GuestMemories {
@@ -50,6 +53,9 @@ export class GrantTables {
   readonly table: PvTable;
   readonly #w: Int32Array;
   readonly #memory: GuestMemories;
+  // hold's arguments to holdMany (synchronous, so one pair serves every call).
+  readonly #oneRef = new Uint32Array(1);
+  readonly #oneOffset = new Int32Array(1);
 
   constructor(table: PvTable, memory: GuestMemories) {
     this.table = table;
@@ -61,7 +67,18 @@ export class GrantTables {
     return this.table.slot(dom) + GRANTS + gref * GRANT_WORDS;
   }
 
-  /** Grant `grantee` access to page `page` of `dom`'s memory (`memBytes` long). */
+  /** Highest reference `dom` has used: entries above it are free and were never written. */
+  #hi(dom: number): number {
+    return Atomics.load(this.#w, this.table.slot(dom) + H_GRANT_HI);
+  }
+
+  /**
+   * Grant `grantee` access to page `page` of `dom`'s memory (`memBytes`
+   * long). Called only by `dom`'s own thread (or the host for domain 0):
+   * it is the one writer of `dom`'s entries and high mark. The lowest free
+   * reference is used, so a domain touches only as many entries as it
+   * holds at its peak.
+   */
   grantAccess(dom: number, grantee: number, page: number, readonly: number, memBytes: number): number {
     grantee >>>= 0;
     page >>>= 0;
@@ -70,37 +87,54 @@ export class GrantTables {
     if (grantee === dom) return -Errno.EINVAL;
     if (!this.table.live(grantee)) return -Errno.ESRCH;
     if ((page + 1) * PAGE_SIZE > memBytes) return -Errno.EFAULT;
-    for (let g = 1; g < NR_GRANTS; g++) {
+    const hi = this.#hi(dom);
+    let g = 1;
+    for (; g <= hi; g++) {
       const e = this.#entry(dom, g);
-      if (Atomics.load(this.#w, e) !== 0 || Atomics.load(this.#w, e + 3) !== 0) continue;
-      this.#w[e + 1] = grantee;
-      this.#w[e + 2] = page;
-      this.#w[e + 4] = this.table.generation(grantee);
-      Atomics.store(this.#w, e, GrantFlag.IN_USE | (readonly ? GrantFlag.READONLY : 0));
-      return g;
+      if (Atomics.load(this.#w, e + FLAGS) === 0 && Atomics.load(this.#w, e + BUSY) === 0) break;
     }
-    return -Errno.ENOSPC;
+    if (g >= NR_GRANTS) return -Errno.ENOSPC;
+    const e = this.#entry(dom, g);
+    this.#w[e + PAGE] = page;
+    this.#w[e + GEN] = this.table.generation(grantee);
+    // The high mark before the flags: a reader that sees the entry in use sees it within the mark.
+    if (g > hi) Atomics.store(this.#w, this.table.slot(dom) + H_GRANT_HI, g);
+    Atomics.store(this.#w, e + FLAGS, GrantFlag.IN_USE | (readonly ? GrantFlag.READONLY : 0) | (grantee << GRANTEE_SHIFT));
+    return g;
   }
 
-  /** End grant `gref` of `dom`: 0, -EINVAL, or -EBUSY while a copy uses it. */
+  /** End grant `gref` of `dom`: 0, -EINVAL, or -EBUSY while a copy or mapping uses it. */
   endAccess(dom: number, gref: number): number {
     gref >>>= 0;
-    if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
+    if (gref === 0 || gref >= NR_GRANTS || gref > this.#hi(dom)) return -Errno.EINVAL;
     const e = this.#entry(dom, gref);
-    const flags = Atomics.load(this.#w, e);
+    const flags = Atomics.load(this.#w, e + FLAGS);
     if ((flags & GrantFlag.IN_USE) === 0) return -Errno.EINVAL;
-    if (Atomics.compareExchange(this.#w, e, flags, flags | GrantFlag.ENDING) !== flags) return -Errno.EBUSY;
-    if (Atomics.load(this.#w, e + 3) !== 0) {
-      Atomics.store(this.#w, e, flags);
+    if (Atomics.compareExchange(this.#w, e + FLAGS, flags, flags | GrantFlag.ENDING) !== flags) return -Errno.EBUSY;
+    if (Atomics.load(this.#w, e + BUSY) !== 0) {
+      Atomics.store(this.#w, e + FLAGS, flags);
       return -Errno.EBUSY;
     }
-    Atomics.store(this.#w, e, 0);
+    Atomics.store(this.#w, e + FLAGS, 0);
     return 0;
   }
 
   /** End every grant of a domain being destroyed. */
   endAll(dom: number): void {
-    for (let g = 1; g < NR_GRANTS; g++) Atomics.store(this.#w, this.#entry(dom, g), 0);
+    const hi = Math.min(this.#hi(dom), NR_GRANTS - 1);
+    for (let g = 1; g <= hi; g++) Atomics.store(this.#w, this.#entry(dom, g) + FLAGS, 0);
+  }
+
+  /**
+   * Check a grant entry for use by `dom` (of generation `gen`), with its busy
+   * count already raised: 0 or a negative errno.
+   */
+  #check(dom: number, gen: number, e: number, writable: boolean): number {
+    const flags = Atomics.load(this.#w, e + FLAGS);
+    // In use, granted to `dom`, not ending; READONLY is the one flag that may differ.
+    if ((flags & ~GrantFlag.READONLY) !== (GrantFlag.IN_USE | (dom << GRANTEE_SHIFT)) || this.#w[e + GEN] !== gen) return -Errno.EINVAL;
+    if (writable && (flags & GrantFlag.READONLY) !== 0) return -Errno.EACCES;
+    return 0;
   }
 
   /**
@@ -114,19 +148,17 @@ export class GrantTables {
     local >>>= 0;
     len >>>= 0;
     if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
-    if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
+    if (gref === 0 || gref >= NR_GRANTS || gref > this.#hi(granter)) return -Errno.EINVAL;
     if (offset + len > PAGE_SIZE) return -Errno.EINVAL;
     const mine = this.#memory.size(dom, local + len);
     if (mine === undefined) return -Errno.ESRCH;
     if (local + len > mine) return -Errno.EFAULT;
     const e = this.#entry(granter, gref);
-    Atomics.add(this.#w, e + 3, 1);
+    Atomics.add(this.#w, e + BUSY, 1);
     try {
-      const flags = Atomics.load(this.#w, e);
-      if ((flags & GrantFlag.IN_USE) === 0 || (flags & GrantFlag.ENDING) !== 0) return -Errno.EINVAL;
-      if (this.#w[e + 1] !== dom || this.#w[e + 4] !== this.table.generation(dom)) return -Errno.EINVAL;
-      if (toGrant && (flags & GrantFlag.READONLY) !== 0) return -Errno.EACCES;
-      const at = this.#w[e + 2]! * PAGE_SIZE + offset;
+      const err = this.#check(dom, this.table.generation(dom), e, toGrant);
+      if (err !== 0) return err;
+      const at = this.#w[e + PAGE]! * PAGE_SIZE + offset;
       const theirs = this.#memory.size(granter, at + len);
       if (theirs === undefined) return -Errno.ESRCH;
       if (at + len > theirs) return -Errno.EFAULT;
@@ -134,8 +166,81 @@ export class GrantTables {
       else this.#memory.copy(granter, at, dom, local, len);
       return len;
     } finally {
-      Atomics.sub(this.#w, e + 3, 1);
+      Atomics.sub(this.#w, e + BUSY, 1);
     }
+  }
+
+  /**
+   * The memory of `granter` as this thread sees it, for `hold`: one lookup
+   * for a request of many pages.
+   */
+  memoryOf(granter: number): Uint8Array | undefined {
+    return this.#memory.view?.(granter >>> 0);
+  }
+
+  /**
+   * Hold the page `granter` granted to `dom` as `gref`, for a backend in the
+   * host that reads or writes it directly, without allocating. `limit` is
+   * the length of the caller's view of the granter's memory (`memoryOf`).
+   * Returns the page's byte offset in that view, or a negative errno (as
+   * `copy`). While held the granter cannot end the grant (-EBUSY). Every
+   * success must be matched by exactly one `unhold(granter, gref)`; a
+   * failure holds nothing.
+   */
+  hold(dom: number, granter: number, gref: number, writable: boolean, limit: number): number {
+    this.#oneRef[0] = gref;
+    const r = this.holdMany(dom, granter, this.#oneRef, 1, writable, limit, this.#oneOffset);
+    return r < 0 ? r : this.#oneOffset[0]!;
+  }
+
+  /**
+   * `hold` for the first `count` references of `grefs` at once (a block
+   * request's 256 pages): the granter is looked up once, each entry costs
+   * two atomic operations. All or nothing: returns 0 with every page held
+   * and its offset in `offsets[i]`, or the first error with none held.
+   * Release with `unholdMany(granter, grefs, count)`.
+   */
+  holdMany(dom: number, granter: number, grefs: ArrayLike<number>, count: number, writable: boolean, limit: number, offsets: { [i: number]: number }): number {
+    granter >>>= 0;
+    if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
+    const hi = Math.min(this.#hi(granter), NR_GRANTS - 1);
+    const gen = this.table.generation(dom);
+    const base = this.table.slot(granter) + GRANTS;
+    const w = this.#w;
+    // #check, inlined: this loop runs for every page of every block request.
+    const want = GrantFlag.IN_USE | (dom << GRANTEE_SHIFT);
+    const ro = GrantFlag.READONLY;
+    for (let i = 0; i < count; i++) {
+      const gref = grefs[i]! >>> 0;
+      let err = -Errno.EINVAL;
+      if (gref !== 0 && gref <= hi) {
+        const e = base + gref * GRANT_WORDS;
+        Atomics.add(w, e + BUSY, 1);
+        const flags = Atomics.load(w, e + FLAGS);
+        const at = w[e + PAGE]! * PAGE_SIZE;
+        const mine = (flags & ~ro) === want && w[e + GEN] === gen;
+        if (mine && (!writable || (flags & ro) === 0) && at + PAGE_SIZE <= limit) {
+          offsets[i] = at;
+          continue;
+        }
+        err = !mine ? -Errno.EINVAL : writable && (flags & ro) !== 0 ? -Errno.EACCES : -Errno.EFAULT;
+        Atomics.sub(w, e + BUSY, 1);
+      }
+      this.unholdMany(granter, grefs, i);
+      return err;
+    }
+    return 0;
+  }
+
+  /** Let go of a page `hold` returned. */
+  unhold(granter: number, gref: number): void {
+    Atomics.sub(this.#w, this.#entry(granter >>> 0, gref >>> 0) + BUSY, 1);
+  }
+
+  /** Let go of the pages one `holdMany` held. */
+  unholdMany(granter: number, grefs: ArrayLike<number>, count: number): void {
+    const base = this.table.slot(granter >>> 0) + GRANTS;
+    for (let i = 0; i < count; i++) Atomics.sub(this.#w, base + (grefs[i]! >>> 0) * GRANT_WORDS + BUSY, 1);
   }
 
   /**
@@ -149,31 +254,30 @@ export class GrantTables {
     granter >>>= 0;
     gref >>>= 0;
     if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
-    if (gref === 0 || gref >= NR_GRANTS) return -Errno.EINVAL;
-    const e = this.#entry(granter, gref);
-    Atomics.add(this.#w, e + 3, 1);
+    const mem = this.memoryOf(granter);
+    if (mem === undefined) {
+      // Report a bad reference before a memory this thread cannot see.
+      const r = this.hold(dom, granter, gref, writable, Number.MAX_SAFE_INTEGER);
+      if (r < 0) return r;
+      this.unhold(granter, gref);
+      return -Errno.ESRCH;
+    }
+    const at = this.hold(dom, granter, gref, writable, mem.length);
+    if (at < 0) return at;
     let held = true;
     const release = (): void => {
       if (!held) return;
       held = false;
-      Atomics.sub(this.#w, e + 3, 1);
+      this.unhold(granter, gref);
     };
-    const flags = Atomics.load(this.#w, e);
-    let err = 0;
-    if ((flags & GrantFlag.IN_USE) === 0 || (flags & GrantFlag.ENDING) !== 0) err = -Errno.EINVAL;
-    else if (this.#w[e + 1] !== dom || this.#w[e + 4] !== this.table.generation(dom)) err = -Errno.EINVAL;
-    else if (writable && (flags & GrantFlag.READONLY) !== 0) err = -Errno.EACCES;
-    const mem = err === 0 ? this.#memory.view?.(granter) : undefined;
-    const at = this.#w[e + 2]! * PAGE_SIZE;
-    if (err === 0 && (mem === undefined || at + PAGE_SIZE > mem.length)) err = mem === undefined ? -Errno.ESRCH : -Errno.EFAULT;
-    if (err !== 0) { release(); return err; }
-    return { bytes: mem!.subarray(at, at + PAGE_SIZE), release };
+    return { bytes: mem.subarray(at, at + PAGE_SIZE), release };
   }
 
   /** How many grants `dom` has in use (for listings). */
   inUse(dom: number): number {
     let n = 0;
-    for (let g = 1; g < NR_GRANTS; g++) if ((Atomics.load(this.#w, this.#entry(dom, g)) & GrantFlag.IN_USE) !== 0) n++;
+    const hi = Math.min(this.#hi(dom), NR_GRANTS - 1);
+    for (let g = 1; g <= hi; g++) if ((Atomics.load(this.#w, this.#entry(dom, g) + FLAGS) & GrantFlag.IN_USE) !== 0) n++;
     return n;
   }
 }

@@ -7,15 +7,25 @@
  * touch two domains (bind, close, destroy) take one global lock.
  *
  * The buffer is allocated once, untouched, for every possible domain id; the
- * operating system backs only the slots in use. Each slot has a generation,
+ * operating system backs only the pages written. A domain pays for the grant
+ * entries it uses, not for NR_GRANTS: grants are handed out lowest first and
+ * a slot records the highest reference its domain ever used (H_GRANT_HI), so
+ * `claim` clears only that much and an idle domain never touches its grant
+ * pages (see docs/design.md, "Grants per domain"). Each slot has a generation,
  * bumped at every domain creation, so that state naming an earlier domain
  * with the same id (a port bound to it, a grant to it) is recognised as stale.
  */
+import { InvalidArgumentError } from './errors.ts';
 
 /** Ports per domain (port 0 is never used). */
 export const NR_PORTS = 256;
-/** Grant references per domain (reference 0 is never used). */
-export const NR_GRANTS = 256;
+/**
+ * Grant references per domain (reference 0 is never used): enough for a
+ * block frontend with two 1 MiB requests in flight (257 grants each) besides
+ * its other devices. Costs virtual address space only, 16 bytes per grant;
+ * memory is backed for the grants a domain has used.
+ */
+export const NR_GRANTS = 1024;
 /** The page size of grants. */
 export const PAGE_SIZE = 4096;
 /** Virtual interrupts a domain can bind. */
@@ -28,22 +38,30 @@ export const H_GEN = 1;           // generation of the current (or last) domain 
 export const H_UPCALL = 2;        // 1 when an unmasked port became pending
 export const H_HOME = 3;          // vCPU host index + 1 running the domain, 0 = none
 export const H_PRIV = 4;          // 1 for a privileged domain
+export const H_GRANT_HI = 5;      // highest grant reference this domain has used (0: none); written by its granter only
 export const H_PENDING = 8;       // NR_PORTS / 32 words
 export const H_MASK = H_PENDING + NR_PORTS / 32;
 export const H_VIRQ = H_MASK + NR_PORTS / 32; // NR_VIRQS words: virq -> port (0 = unbound)
 export const PORTS = 64;          // 4 words per port
 export const PORT_WORDS = 4;
-export const GRANTS = PORTS + NR_PORTS * PORT_WORDS; // 8 words per grant
-export const GRANT_WORDS = 8;
+export const GRANTS = PORTS + NR_PORTS * PORT_WORDS; // GRANT_WORDS words per grant
+export const GRANT_WORDS = 4;
 export const SLOT_WORDS = GRANTS + NR_GRANTS * GRANT_WORDS;
 
 /** Port states (word 0 of a port). */
 export const PortState = { FREE: 0, UNBOUND: 1, INTERDOMAIN: 2, VIRQ: 3 } as const;
 // Port words: 0 state, 1 remote domain, 2 remote port (or virq), 3 remote generation.
 
-/** Grant flags (word 0 of a grant). */
+/** Grant flags (the low byte of a grant's FLAGS word). */
 export const GrantFlag = { IN_USE: 1, READONLY: 2, ENDING: 4 } as const;
-// Grant words: 0 flags, 1 grantee, 2 page, 3 copies in progress, 4 grantee generation.
+/** The grantee's domain id sits above the flags in the FLAGS word, so one atomic load reads both. */
+export const GRANTEE_SHIFT = 8;
+/**
+ * Words of a grant entry: FLAGS (flags | grantee << GRANTEE_SHIFT; 0 = free),
+ * PAGE (the granted page of the granter's memory), BUSY (copies and mappings
+ * in progress), GEN (the grantee's generation when granted).
+ */
+export const GrantWord = { FLAGS: 0, PAGE: 1, BUSY: 2, GEN: 3 } as const;
 
 /**
  * Extra words after the slots: 0 the global lock, 1 the host's doorbell
@@ -62,6 +80,8 @@ export class PvTable {
 
   /** Create a table, or attach to an existing buffer (vCPU hosts). */
   constructor(maxDomid: number, hosts: number, buffer?: SharedArrayBuffer) {
+    // A grantee's id shares a word with the grant's flags.
+    if (!Number.isInteger(maxDomid) || maxDomid < 0 || maxDomid >= 1 << (31 - GRANTEE_SHIFT)) throw new InvalidArgumentError('maxDomid', `${maxDomid} does not fit a grant entry`);
     this.maxDomid = maxDomid;
     this.hosts = hosts;
     this.#wakeWords = Math.ceil((maxDomid + 1) / 32);
@@ -99,12 +119,17 @@ export class PvTable {
     }
   }
 
-  /** Reset and claim the slot of a new domain (main thread). */
+  /**
+   * Reset and claim the slot of a new domain (main thread). Clears the
+   * header, ports and the grant entries the last domain with this id used;
+   * entries above its H_GRANT_HI were never written.
+   */
   claim(domid: number, privileged: boolean): void {
     this.locked(() => {
       const s = this.slot(domid);
       const gen = this.words[s + H_GEN]! + 1;
-      this.words.fill(0, s, s + SLOT_WORDS);
+      const hi = Math.min(this.words[s + H_GRANT_HI]! >>> 0, NR_GRANTS - 1);
+      this.words.fill(0, s, s + GRANTS + (hi + 1) * GRANT_WORDS);
       this.words[s + H_GEN] = gen;
       this.words[s + H_PRIV] = privileged ? 1 : 0;
       Atomics.store(this.words, s + H_LIVE, 1);

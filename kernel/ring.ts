@@ -208,6 +208,10 @@ class Slots {
   readonly layout: RingLayout;
   readonly #page: RingPage;
   readonly #scratch: Uint8Array;
+  // The views codecs get, made once (a DataView costs about 100 ns, as much as the rest of a message).
+  readonly #request: RingCodec<unknown>;
+  readonly #requestView: DataView;
+  readonly #responseView: DataView;
 
   constructor(page: RingPage, request: RingCodec<unknown>, response: RingCodec<unknown>, slotSize: number | undefined) {
     for (const size of [request.size, response.size]) {
@@ -219,6 +223,14 @@ class Slots {
     if (need > size) throw new InvalidArgumentError('ring codec', `a ${need}-byte message does not fit a ${size}-byte slot`);
     this.#page = page;
     this.#scratch = new Uint8Array(size);
+    this.#request = request;
+    this.#requestView = new DataView(this.#scratch.buffer, 0, request.size);
+    this.#responseView = new DataView(this.#scratch.buffer, 0, response.size);
+  }
+
+  /** The view of exactly `codec.size` bytes for one of the ring's two codecs. */
+  #view(codec: RingCodec<unknown>): DataView {
+    return codec === this.#request ? this.#requestView : this.#responseView;
   }
 
   /** Copy the slot of `index` into the scratch buffer. */
@@ -228,12 +240,12 @@ class Slots {
 
   /** Decode the message last fetched. */
   decode<T>(codec: RingCodec<T>): T {
-    return codec.read(new DataView(this.#scratch.buffer, 0, codec.size));
+    return codec.read(this.#view(codec));
   }
 
   write<T>(index: number, codec: RingCodec<T>, msg: T): void {
     this.#scratch.fill(0);
-    codec.write(new DataView(this.#scratch.buffer, 0, codec.size), msg);
+    codec.write(this.#view(codec), msg);
     this.#page.writeBytes(ringSlotOffset(this.layout, index), this.#scratch);
   }
 }

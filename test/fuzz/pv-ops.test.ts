@@ -4,7 +4,7 @@
 // only where a successful grant copy says it should; interdomain bindings
 // always point at each other.
 import t from 'tap';
-import { PvTable, PortState, NR_PORTS, PAGE_SIZE, GRANTS, GRANT_WORDS } from '../../kernel/pv-table.ts';
+import { PvTable, PortState, NR_PORTS, NR_GRANTS, PAGE_SIZE, GRANTS, GRANT_WORDS, GrantWord } from '../../kernel/pv-table.ts';
 import { EventChannels } from '../../kernel/evtchn.ts';
 import { GrantTables, viewMemories } from '../../kernel/grant.ts';
 import { Errno } from '../../kernel/errno.ts';
@@ -54,7 +54,7 @@ t.test(`random event channel and grant operations (seed ${SEED})`, async (t) => 
         case 7: {
           const grantee = domArg();
           const r = gt.grantAccess(me, grantee, small(), rand() < 0.5 ? 0 : small(), 4 * PAGE_SIZE);
-          check('grant', r, (x) => x > 0 && x < 256);
+          check('grant', r, (x) => x > 0 && x < NR_GRANTS);
           if (r > 0) grants.push([me, r, grantee]);
           break;
         }
@@ -74,7 +74,7 @@ t.test(`random event channel and grant operations (seed ${SEED})`, async (t) => 
           check('copy', r, (x) => x === (len >>> 0));
           if (r >= 0) {
             const e = table.slot(granter) + GRANTS + (gref >>> 0) * GRANT_WORDS;
-            const at = table.words[e + 2]! * PAGE_SIZE + (offset >>> 0);
+            const at = table.words[e + GrantWord.PAGE]! * PAGE_SIZE + (offset >>> 0);
             if (toGrant) shadow.get(granter)!.set(shadow.get(caller)!.subarray(local >>> 0, (local >>> 0) + r), at);
             else shadow.get(caller)!.set(shadow.get(granter)!.subarray(at, at + r), local >>> 0);
           }
