@@ -6,7 +6,8 @@
  * Besides the handshake's own keys, the backend directory
  * (/local/domain/0/backend/vbd/D/DEVID) holds params, type, mode, dev,
  * sectors, sector-size, info (VDISK_READONLY when read-only) and
- * feature-flush-cache, feature-discard; the frontend directory
+ * feature-flush-cache, feature-discard, feature-max-indirect-segments;
+ * the frontend directory
  * (/local/domain/D/device/vbd/DEVID) virtual-device, device-type and dev,
  * and from the guest ring-ref and event-channel.
  */
@@ -14,6 +15,7 @@ import { InvalidArgumentError } from '../../kernel/errors.ts';
 import { BackingStore, SharingTable } from './backing.ts';
 import { BlkBackend, type BlkStats } from './backend.ts';
 import { parseDiskSpec, type DiskSpec } from './disk-spec.ts';
+import { MAX_INDIRECT_SEGMENTS } from './protocol.ts';
 import { DeviceError, XenbusDevice, stateName, type DetachOptions, type XenbusPlatform } from '../xenbus.ts';
 
 export { XenbusState, stateName, type DetachOptions } from '../xenbus.ts';
@@ -148,7 +150,7 @@ export class BlockDevices {
       backend: {
         params: disk.path, type: disk.spec.kind, mode: disk.spec.readonly ? 'r' : 'w', dev: disk.spec.vdev,
         sectors: info.sectors.toString(), 'sector-size': info.sectorSize, info: disk.spec.readonly ? VDISK_READONLY : 0,
-        'feature-flush-cache': 1, 'feature-discard': 1,
+        'feature-flush-cache': 1, 'feature-discard': 1, 'feature-max-indirect-segments': MAX_INDIRECT_SEGMENTS,
       },
       frontend: { 'virtual-device': devid, 'device-type': 'disk', dev: disk.spec.vdev },
       rings: ['ring-ref'],

@@ -44,6 +44,7 @@ t.test('a guest writes and flushes through its VBD; the host reads back every bl
   t.ok(vbd!.stats.flushes >= 5);
   t.equal(vbd!.stats.errors, 0);
   t.equal(hv.store.read(0, `/local/domain/0/backend/vbd/${dom.id}/51712/sectors`), '2048');
+  t.equal(hv.store.read(0, `/local/domain/0/backend/vbd/${dom.id}/51712/feature-max-indirect-segments`), '256');
   await hv.destroy(dom.id);
   const file = readFileSync(path);
   for (let i = 0; i < 64; i++) t.ok(blockMatches(file, i, 5), `block ${i}`, { diagnostic: false });
