@@ -216,6 +216,11 @@ export class BackingStore {
       try {
         await before;
         await this.#fh.datasync();
+        // A file deleted behind our back still takes writes, but nothing on
+        // the host can reach them: that is not durable, so the flush fails.
+        if (!this.info.isBlockDevice && (await this.#fh.stat()).nlink === 0) {
+          throw Object.assign(new Error('the backing file was deleted'), { code: 'ENOENT (the backing file was deleted)' });
+        }
       } catch (err) {
         throw new BlockIoError(this.info.path, 'flush', code(err));
       } finally {

@@ -162,3 +162,18 @@ t.test('a full host disk: the guest gets an I/O error on that write; everything 
   for (let i = 0; i < failedAt; i++) if (!blockMatches(file, i, 1)) bad++;
   t.equal(bad, 0, `all ${failedAt} acknowledged blocks are intact`);
 });
+
+t.test('the backing file is deleted under a writer: its next flush fails, the guest is told, nothing else breaks', async (t) => {
+  const path = scratch(t, 1 << 20);
+  const hv = new Hypervisor({ cpus: 1 });
+  t.teardown(() => hv.close());
+  const dom = await hv.createDomain({ image: guestPath('blkwrite'), memory: 4, cmdline: 'blocks=8 flush=4 wait-at=4', disks: [`file:${path},xvda,w`] });
+  t.ok(await until(() => dom.consoleText().includes('waiting for a line')));
+  rmSync(path);
+  hv.consoleInput(dom.id, new TextEncoder().encode('go\n'));
+  t.ok(await until(() => /flush failed/.test(dom.consoleText())), dom.consoleText());
+  t.notMatch(dom.consoleText(), /durable 8/, 'nothing after the deletion is reported durable');
+  const [v] = hv.blk.list(dom.id);
+  t.ok(v!.stats.errors >= 1, 'counted as an error');
+  t.equal(v!.state, 'connected', 'the device still answers');
+});

@@ -5,9 +5,10 @@
 //
 // cmdline: disk=xvda blocks=N (0: to the end of the disk) flush=K seed=S
 //          ignore-ro=1 (write even to a read-only device: the backend must refuse)
+//          wait-at=N (after the flush at block N, wait for a line on the console)
 import {
   cmdlineArg, println, poweroff, shutdown, block, BlkFront, blkError, evtchn_bind_virq, takePending,
-  requestedShutdown, VIRQ_SHUTDOWN, SHUTDOWN_CRASH,
+  requestedShutdown, readBytes, VIRQ_SHUTDOWN, VIRQ_CONSOLE, SHUTDOWN_CRASH,
 } from "../../sdk/index";
 
 function fill(buf: usize, i: u64, seed: u32): void {
@@ -20,6 +21,8 @@ export function start(): void {
   const name = cmdlineArg("disk", "xvda");
   const seed = <u32>I32.parseInt(cmdlineArg("seed", "0"));
   const every = <u64>I32.parseInt(cmdlineArg("flush", "16"));
+  const waitAt = <u64>I64.parseInt(cmdlineArg("wait-at", "0"));
+  evtchn_bind_virq(VIRQ_CONSOLE);
   const blk = BlkFront.open(name);
   if (blk === null) {
     println("blkwrite: " + blkError());
@@ -44,6 +47,11 @@ export function start(): void {
       const f = disk.flush();
       if (f < 0) { println("blkwrite: flush failed: " + f.toString()); break; }
       println("blkwrite: durable " + (i + 1).toString());
+      if (i + 1 == waitAt) {
+        println("blkwrite: waiting for a line");
+        const line = heap.alloc(64);
+        while (readBytes(line, 64) <= 0) block(0);
+      }
     }
   }
   const f = disk.flush();
