@@ -11,6 +11,7 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { formatBlockList, cliDiskSpec } from './block.ts';
+import { formatRate, formatVifStats } from './net.ts';
 import { parseConfig } from '../runtime/toolstack/xlcfg.ts';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import { ToolstackClient } from '../runtime/toolstack/client.ts';
@@ -45,11 +46,14 @@ const CONTROL_USAGE = `Usage: xc_dom_control [command] <params>
 
 const NOT_YET: Record<string, string> = {
   save: 'save/restore', restore: 'save/restore',
-  vif_stats: 'network interfaces', vif_addip: 'network interfaces', vif_setsched: 'network interfaces', vif_getsched: 'network interfaces',
 };
 
 function dom(s: string | undefined, usage: string): number | string {
   if (s === undefined) throw new InvalidArgumentError('arguments', `missing domain: ${usage}`);
+  return /^\d+$/.test(s) ? Number(s) : s;
+}
+
+function vifRef(s: string): number | string {
   return /^\d+$/.test(s) ? Number(s) : s;
 }
 
@@ -132,6 +136,29 @@ export function addCompatCommands(program: Command, resolveImage: (s: string) =>
           if (p[1] === undefined) throw new InvalidArgumentError('arguments', `expected a domain and a device: ${usage}`);
           const r = await call(cmd, { op: 'block-detach', dom: dom(p[0], usage), vdev: p[1] });
           process.stdout.write(`${r.vdev} removed from domain ${r.id}\n`);
+          return;
+        }
+        case 'vif_stats': {
+          if (p[1] === undefined) throw new InvalidArgumentError('arguments', `expected a domain and a vif: ${usage}`);
+          process.stdout.write(formatVifStats(await call(cmd, { op: 'network-list', dom: dom(p[0], usage), vif: vifRef(p[1]) })));
+          return;
+        }
+        case 'vif_addip': {
+          if (p[2] === undefined) throw new InvalidArgumentError('arguments', `expected a domain, a vif and an address: ${usage}`);
+          const r = await call(cmd, { op: 'vif-addip', dom: dom(p[0], usage), vif: vifRef(p[1]!), ip: p[2] });
+          process.stdout.write(`${r.name}: ${r.ips.join(' ')}\n`);
+          return;
+        }
+        case 'vif_setsched': {
+          if (p[3] === undefined) throw new InvalidArgumentError('arguments', `expected a domain, a vif, bytes and usecs: ${usage}`);
+          const r = await call(cmd, { op: 'vif-rate', dom: dom(p[0], usage), vif: vifRef(p[1]!), bytes: num(p[2], 'bytes', usage), usecs: num(p[3], 'usecs', usage) });
+          process.stdout.write(`${r.name}: ${formatRate(r.rate)}\n`);
+          return;
+        }
+        case 'vif_getsched': {
+          if (p[1] === undefined) throw new InvalidArgumentError('arguments', `expected a domain and a vif: ${usage}`);
+          const r = await call(cmd, { op: 'vif-rate', dom: dom(p[0], usage), vif: vifRef(p[1]) });
+          process.stdout.write(`${r.name}: bytes ${r.rate.bytes} usecs ${r.rate.usecs}\n`);
           return;
         }
         case 'cpu_bvtslice': { const r = await call(cmd, { op: 'bvt-slice', ms: num(p[0], 'slice', usage) }); process.stdout.write(`bvt slice ${r.sliceMs} ms\n`); return; }

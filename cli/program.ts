@@ -10,6 +10,7 @@ import { guestPath, REFERENCE_GUESTS } from '../runtime/guests.ts';
 import { addToolstackCommands, defaultConfigPath } from './toolstack.ts';
 import { addCompatCommands } from './compat.ts';
 import { addBlockCommands } from './block.ts';
+import { addNetCommands } from './net.ts';
 import { addVdCommands } from './vd.ts';
 import { VERSION } from '../runtime/toolstack/controller.ts';
 import { renderCompletion } from './docs.ts';
@@ -165,6 +166,7 @@ export function buildProgram(): Command {
   const isGuestName = (s: string): boolean => (REFERENCE_GUESTS as readonly string[]).includes(s);
   addToolstackCommands(program, resolveImage, isGuestName);
   addBlockCommands(program);
+  addNetCommands(program);
   addVdCommands(program);
   addCompatCommands(program, resolveImage, isGuestName, defaultConfigPath);
 

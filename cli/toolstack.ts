@@ -279,7 +279,7 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
     });
 
   program.command('top')
-    .description('a live view of the domains: CPU %, CPU time, memory, CPU, console and block I/O (q quits)')
+    .description('a live view of the domains: CPU %, CPU time, memory, CPU, console, block and network I/O (q quits)')
     .option('-d, --delay <seconds>', 'time between refreshes', '1')
     .option('-b, --batch', 'print plain frames instead of redrawing the screen')
     .option('-n, --iterations <n>', 'stop after this many frames')
@@ -302,8 +302,10 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
         for (let frame = 0; frame < limit && !quit; frame++) {
           await new Promise((r) => setTimeout(r, delay * 1000));
           if (quit) break;
-          const [info, rows, vbds] = await Promise.all([client.request({ op: 'info' }), client.request({ op: 'list' }), client.request({ op: 'block-list' })]);
-          const t = topRows(prev, rows, performance.now(), vbds);
+          const [info, rows, vbds, vifs] = await Promise.all([
+            client.request({ op: 'info' }), client.request({ op: 'list' }), client.request({ op: 'block-list' }), client.request({ op: 'network-list' }),
+          ]);
+          const t = topRows(prev, rows, performance.now(), vbds, vifs);
           if (opts.json) process.stdout.write(`${JSON.stringify({ info, domains: t })}\n`);
           else if (batch) process.stdout.write(`${formatTop(info, t, Infinity)}\n`);
           else process.stdout.write(`\x1b[H\x1b[2J${formatTop(info, t, process.stdout.columns ?? 100)}`);

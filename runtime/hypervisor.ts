@@ -38,6 +38,7 @@ import { HostEvents } from './host-events.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
 import { BlockDevices, type OpenedDisk } from '../devices/blk/vbd.ts';
 import type { DiskSpec } from '../devices/blk/disk-spec.ts';
+import { NetDevices, type VifSpec } from '../devices/net/vif.ts';
 
 const MiB = 1024 * 1024;
 
@@ -93,6 +94,12 @@ export interface DomainConfig {
    * opened and checked (existence, sharing rules) before the guest starts.
    */
   disks?: Array<string | DiskSpec>;
+  /**
+   * Network interfaces, as xl vif specs (`ip=169.254.1.1,mac=00:16:3e:00:00:01,rate=10Mb/s`)
+   * or parsed ones; vif N is the Nth. Their MACs and addresses are claimed on
+   * the switch before the guest starts.
+   */
+  vifs?: Array<string | VifSpec>;
 }
 
 /**
@@ -141,6 +148,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly hostEvents: HostEvents;
   /** Virtual block devices (devices/blk/vbd.ts): attach, detach, list. */
   readonly blk: BlockDevices;
+  /** Virtual network interfaces and the switch (devices/net/vif.ts): attach, detach, addresses, rates, list. */
+  readonly net: NetDevices;
   readonly #hostWatches = new Map<string, Set<(changed: string) => void>>();
   #hostWatchQueued = false;
   /** Block devices of destroyed domains still finishing their requests. */
@@ -230,15 +239,17 @@ export class Hypervisor implements AsyncDisposable {
       phaseOf: (rec) => this.#phaseOf(rec),
       cpuOf: (id) => this.#pool.cpuOf(id),
     };
-    this.blk = new BlockDevices({
+    const devices = {
       store: this.store,
       evtchn: this.evtchn,
       grants: this.grants,
-      onPort: (port, fn) => this.hostEvents.on(port, fn),
-      watch: (path, fn) => this.watchStore(path, fn),
-      domainName: (id) => this.kernel.find(id)?.name ?? `domain ${id}`,
-      log: (level, line) => this.kernel.log[level](line),
-    });
+      onPort: (port: number, fn: () => void) => this.hostEvents.on(port, fn),
+      watch: (path: string, fn: (changed: string) => void) => this.watchStore(path, fn),
+      domainName: (id: number) => this.kernel.find(id)?.name ?? `domain ${id}`,
+      log: (level: 'info' | 'warn' | 'error', line: string) => this.kernel.log[level](line),
+    };
+    this.blk = new BlockDevices(devices);
+    this.net = new NetDevices(devices);
     this.kernel.events.on('phase', ({ domain, from, to }) => this.#domains.get(domain.id)?.events.emit('phase', { from, to }));
     this.kernel.events.on('console', ({ domain, bytes }) => this.#domains.get(domain.id)?.events.emit('console', bytes));
     this.kernel.log.info(`${cpus} physical CPU${cpus === 1 ? '' : 's'}, slice ${sliceMs} ms`);
@@ -373,11 +384,12 @@ export class Hypervisor implements AsyncDisposable {
     let attached = 0;
     try {
       for (; attached < disks.length; attached++) this.blk.install(record.id, disks[attached]!);
+      for (const [i, v] of (config.vifs ?? []).entries()) this.net.attach(record.id, v, i);
     } catch (err) {
       this.#domains.delete(record.id);
       this.#configs.delete(record.id);
       // Installed disks are closed by their teardown; the rest by the caller.
-      this.#track(this.blk.releaseDomain(record.id));
+      this.#track(this.#releaseDevices(record.id));
       disks.splice(0, attached);
       this.store.releaseDomain(record.id);
       this.kernel.release(record);
@@ -592,8 +604,8 @@ export class Hypervisor implements AsyncDisposable {
       this.#pool.send(rec.id, { t: 'kill', domid: rec.id });
       this.#attend(rec.id);
       await gone;
-      // Return once its block devices are closed: the disks can be reused at once.
-      await this.blk.releaseDomain(rec.id);
+      // Return once its devices are closed: its disks and addresses can be reused at once.
+      await this.#releaseDevices(rec.id);
       return;
     }
     await this.#release(dom, { reason: rec.shutdownReason ?? 'destroyed', crash: rec.crash });
@@ -688,6 +700,11 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
+  /** Close a domain's devices (block requests in flight complete first). */
+  async #releaseDevices(domid: number): Promise<void> {
+    await Promise.allSettled([this.blk.releaseDomain(domid), this.net.releaseDomain(domid)]);
+  }
+
   /** Keep a block release in view until it ends (close and restarts wait for it). */
   #track(p: Promise<void>): Promise<void> {
     this.#releasing.add(p);
@@ -698,7 +715,7 @@ export class Hypervisor implements AsyncDisposable {
   #release(dom: Domain, exit: DomainExit): Promise<void> {
     const rec = dom.record;
     // Requests in flight complete before the devices close; acknowledged writes are on the host already.
-    const disks = this.#track(this.blk.releaseDomain(rec.id));
+    const disks = this.#track(this.#releaseDevices(rec.id));
     this.#domains.delete(rec.id);
     this.#configs.delete(rec.id);
     this.#sched.delete(rec.id);

@@ -49,8 +49,13 @@ export interface NetBackendOptions {
   txPage: RingPage;
   rxPage: RingPage;
   switch: VirtualSwitch;
-  /** The switch port to create for the vif (the backend supplies delivery). */
-  port: Omit<PortOptions, 'deliver' | 'onDrain'>;
+  /**
+   * The vif's switch port: options to create one (the backend supplies
+   * delivery and removes it on close), or a port its owner made, whose
+   * delivery calls `receive` and whose onDrain calls `kick` (the toolstack's
+   * vifs keep their port, addresses and counters across reconnections).
+   */
+  port: Omit<PortOptions, 'deliver' | 'onDrain'> | SwitchPort;
   /** Tell the frontend there are responses (its event channel). */
   notify: () => void;
   /** Called once if the frontend breaks either ring. */
@@ -71,6 +76,7 @@ export class NetBackend {
   readonly #frame = new Uint8Array(MAX_FRAME);
   #broken: Error | undefined;
   #closed = false;
+  readonly #ownsPort: boolean;
   /** Inside kick: responses wait for its end and go out together. */
   #running = false;
   /** A kick came while running (a delivery to ourselves woke our frontend): take requests again. */
@@ -84,11 +90,17 @@ export class NetBackend {
     this.#defer = o.defer ?? ((fn) => { setImmediate(fn); });
     this.#tx = new BackRing(o.txPage, TX_RING);
     this.#rx = new BackRing(o.rxPage, RX_RING);
-    this.port = o.switch.addPort({
-      ...o.port,
-      deliver: (frame) => this.#deliver(frame),
-      onDrain: () => this.kick(),
-    });
+    if ('stats' in o.port) {
+      this.port = o.port;
+      this.#ownsPort = false;
+    } else {
+      this.port = o.switch.addPort({
+        ...o.port,
+        deliver: (frame) => this.receive(frame),
+        onDrain: () => this.kick(),
+      });
+      this.#ownsPort = true;
+    }
   }
 
   /** The error that stopped this vif, if any. */
@@ -145,8 +157,8 @@ export class NetBackend {
     this.#tx.putResponse({ id: req.id, status });
   }
 
-  /** The switch's delivery: false (dropped) when no usable buffer is posted. */
-  #deliver(frame: Uint8Array): boolean {
+  /** The switch's delivery to this vif: false (dropped) when no usable buffer is posted. */
+  receive(frame: Uint8Array): boolean {
     if (this.#closed || this.#broken) return false;
     const { grants, self, domid } = this.#o;
     try {
@@ -199,6 +211,6 @@ export class NetBackend {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#sw.removePort(this.port);
+    if (this.#ownsPort) this.#sw.removePort(this.port);
   }
 }

@@ -29,6 +29,7 @@ const OPS: readonly Op[] = [
   'sched-bvt', 'bvt-slice', 'console-buffer', 'console', 'consoles', 'debug-keys', 'shutdown-host',
   'store-ls', 'store-read', 'store-write', 'store-rm',
   'block-attach', 'block-detach', 'block-list',
+  'network-attach', 'network-detach', 'network-list', 'vif-addip', 'vif-rate',
   'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
@@ -82,7 +83,28 @@ function createSpec(v: unknown): CreateSpec {
     }
     spec.disks = disks as string[];
   }
+  const vifs = field(o, 'vifs', 'object', true);
+  if (vifs !== undefined) {
+    if (!Array.isArray(vifs) || vifs.some((d) => typeof d !== 'string') || vifs.length > 64) {
+      throw new InvalidArgumentError('action field "vifs"', 'it must be a list of up to 64 vif specs (strings)');
+    }
+    spec.vifs = vifs as string[];
+  }
   return spec;
+}
+
+/** A vif: its number in the domain, its name (vif3.0) or its MAC. */
+function vifRef(o: Obj): string | number {
+  const v = o.vif;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  if (typeof v === 'string' && v.length > 0 && v.length < 64) return /^\d+$/.test(v) ? Number(v) : v;
+  throw new InvalidArgumentError('vif', `${JSON.stringify(v)} is not a vif number, name or MAC`);
+}
+
+function wholeNumber(o: Obj, key: string, max: number): number | undefined {
+  const v = field(o, key, 'number', true) as number | undefined;
+  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0 && v <= max)) throw new InvalidArgumentError(`action field "${key}"`, `${v} is not a whole number in [0, ${max}]`);
+  return v;
 }
 
 function schedSettings(v: unknown): SchedSettings {
@@ -152,6 +174,28 @@ export function parseAction(v: unknown): Action {
       return a;
     }
     case 'block-list': return o.dom === undefined ? { op: 'block-list' } : { op: 'block-list', dom: domRef(o) };
+    case 'network-attach': return { op: 'network-attach', dom: domRef(o), spec: field(o, 'spec', 'string', false) as string };
+    case 'network-detach': {
+      const a: Action = { op: 'network-detach', dom: domRef(o), vif: vifRef(o) };
+      const force = field(o, 'force', 'boolean', true);
+      if (force !== undefined) a.force = force as boolean;
+      const t = wholeNumber(o, 'timeoutMs', 600_000);
+      if (t !== undefined) a.timeoutMs = t;
+      return a;
+    }
+    case 'network-list': {
+      if (o.dom === undefined) return { op: 'network-list' };
+      return o.vif === undefined ? { op: 'network-list', dom: domRef(o) } : { op: 'network-list', dom: domRef(o), vif: vifRef(o) };
+    }
+    case 'vif-addip': return { op: 'vif-addip', dom: domRef(o), vif: vifRef(o), ip: field(o, 'ip', 'string', false) as string };
+    case 'vif-rate': {
+      const a: Action = { op: 'vif-rate', dom: domRef(o), vif: vifRef(o) };
+      const bytes = wholeNumber(o, 'bytes', 2 ** 40);
+      const usecs = wholeNumber(o, 'usecs', 3_600_000_000);
+      if ((bytes === undefined) !== (usecs === undefined)) throw new InvalidArgumentError('action', 'vif-rate takes both bytes and usecs, or neither (to read the rate)');
+      if (bytes !== undefined) { a.bytes = bytes; a.usecs = usecs!; }
+      return a;
+    }
     case 'vd-create': return { op: 'vd-create', name: field(o, 'name', 'string', false) as string, size: vdSize(o) };
     case 'vd-list': return { op: 'vd-list' };
     case 'vd-delete': return { op: 'vd-delete', name: field(o, 'name', 'string', false) as string };
@@ -339,6 +383,25 @@ export class Controller {
         return { id: d.id, vdev: a.vdev };
       }
       case 'block-list': return hv.blk.list(a.dom === undefined ? undefined : hv.kernel.get(a.dom).id).map(blockRow);
+      case 'network-attach': {
+        const d = hv.domain(a.dom);
+        if (d.phase === 'shutdown' || d.phase === 'crashed' || d.phase === 'dying') {
+          throw new InvalidArgumentError('domain', `domain ${d.id} (${d.name}) is ${d.phase}; a vif can be attached only to a live domain`);
+        }
+        return hv.net.attach(d.id, a.spec);
+      }
+      case 'network-detach': {
+        const d = hv.domain(a.dom);
+        const name = hv.net.list(d.id, a.vif)[0]!.name;
+        await hv.net.detach(d.id, a.vif, { ...(a.force !== undefined ? { force: a.force } : {}), ...(a.timeoutMs !== undefined ? { timeoutMs: a.timeoutMs } : {}) });
+        return { id: d.id, vif: name };
+      }
+      case 'network-list': return a.dom === undefined ? hv.net.list() : hv.net.list(hv.kernel.get(a.dom).id, a.vif);
+      case 'vif-addip': return hv.net.addAddress(hv.domain(a.dom).id, a.vif, a.ip);
+      case 'vif-rate': {
+        const id = hv.domain(a.dom).id;
+        return a.bytes === undefined ? hv.net.list(id, a.vif)[0]! : hv.net.setRate(id, a.vif, { bytes: a.bytes, usecs: a.usecs! });
+      }
       case 'vd-create': {
         const d = await this.virtualDisks.create(a.name, a.size);
         hv.kernel.log.info(`virtual disk ${d.name} created (${d.sizeBytes} bytes)`);

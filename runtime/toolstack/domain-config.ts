@@ -9,6 +9,7 @@ import type { ExitAction } from '../domain.ts';
 import type { CreateSpec } from './protocol.ts';
 import { isDomainName } from '../../kernel/kernel.ts';
 import { absoluteDiskSpec } from '../../devices/blk/disk-spec.ts';
+import { parseVifSpec } from '../../devices/net/vif.ts';
 import { ConfigError, parseConfig, type CfgEntry, type CfgValue, type ParsedConfig } from './xlcfg.ts';
 
 /** A domain as its config file describes it, with paths resolved. */
@@ -120,6 +121,13 @@ export function resolveDomainConfig(cfg: ParsedConfig, isGuestName: (s: string) 
   if (type !== undefined && type !== 'pv') at(entries.get('type')!, `"type" must be "pv" (every guest is paravirtual), not "${type}"`);
 
   const vif = list('vif');
+  for (const spec of vif) {
+    try {
+      parseVifSpec(spec);
+    } catch (err) {
+      at(entries.get('vif')!, (err as Error).message);
+    }
+  }
   const ips = vif.flatMap((spec) => spec.split(',').filter((kv) => kv.startsWith('ip=')).flatMap((kv) => kv.slice(3).split(/\s+/).filter(Boolean)));
   const cmdline = [str('root') !== undefined ? `root=${str('root')}` : '', str('cmdline') ?? '', str('extra') ?? ''].filter(Boolean).join(' ');
   const sched: ResolvedDomain['sched'] = {};
@@ -178,14 +186,12 @@ export function describeDomain(d: ResolvedDomain): string {
 /**
  * What `Hypervisor.createDomain` (and the `create` action) takes; the one
  * place a resolved config becomes a domain, for the API, `wv run -f`, `wv
- * create -f` and `xc_dom_create`. Block devices, network interfaces and
- * ramdisks come with their issues; until then a config that asks for one is
- * refused rather than started without it.
+ * create -f` and `xc_dom_create`. Ramdisks are not supported (a guest is
+ * one Wasm module): a config that asks for one is refused rather than
+ * started without it.
  */
 export function toDomainConfig(d: ResolvedDomain, image: (kernel: string) => string = (k) => k): CreateSpec {
-  for (const [what, given] of [['vif', d.vif.length > 0], ['ramdisk', d.ramdisk !== undefined]] as const) {
-    if (given) throw new ConfigError(d.file, 0, 0, `"${what}" is not supported yet by this version (networks and ramdisks come with their own issues)`);
-  }
+  if (d.ramdisk !== undefined) throw new ConfigError(d.file, 0, 0, '"ramdisk" is not supported by this version (a guest is one Wasm module)');
   return {
     image: image(d.kernel),
     ...(d.name !== undefined ? { name: d.name } : {}),
@@ -198,5 +204,6 @@ export function toDomainConfig(d: ResolvedDomain, image: (kernel: string) => str
     ...(d.cpu !== undefined ? { cpu: d.cpu } : {}),
     sched: d.sched,
     ...(d.disk.length > 0 ? { disks: d.disk } : {}),
+    ...(d.vif.length > 0 ? { vifs: d.vif } : {}),
   };
 }

@@ -14,6 +14,7 @@
 import type { DomainConfig, DomainInfo, SchedSettings } from '../hypervisor.ts';
 import type { VirtualDiskInfo } from '../../devices/blk/vdisk.ts';
 import type { VbdInfo } from '../../devices/blk/vbd.ts';
+import type { VifInfo } from '../../devices/net/vif.ts';
 
 /** Bumped when an action or result changes shape; both sides must agree. */
 export const PROTOCOL_VERSION = 1;
@@ -21,7 +22,7 @@ export const PROTOCOL_VERSION = 1;
 export type DomRef = number | string;
 
 /** What `create` needs: a domain config that is all serialisable (the image is a path the daemon can read). */
-export type CreateSpec = Omit<DomainConfig, 'image' | 'disks'> & { image: string; disks?: string[] };
+export type CreateSpec = Omit<DomainConfig, 'image' | 'disks' | 'vifs'> & { image: string; disks?: string[]; vifs?: string[] };
 
 /** A VBD as the toolstack reports it (`block-list`): sizes as plain numbers. */
 export type BlockRow = Omit<VbdInfo, 'sectors'> & { sectors: number };
@@ -61,7 +62,13 @@ export type Action =
   /** Virtual block devices (xl block-attach, block-detach, block-list; the CD's vbd_add, vbd_remove, listvbds). */
   | { op: 'block-attach'; dom: DomRef; spec: string }
   | { op: 'block-detach'; dom: DomRef; vdev: string; force?: boolean; timeoutMs?: number }
-  | { op: 'block-list'; dom?: DomRef };
+  | { op: 'block-list'; dom?: DomRef }
+  /** Network interfaces (xl network-attach, -detach, -list; the CD's vif_stats, vif_addip, vif_setsched, vif_getsched). */
+  | { op: 'network-attach'; dom: DomRef; spec: string }
+  | { op: 'network-detach'; dom: DomRef; vif: string | number; force?: boolean; timeoutMs?: number }
+  | { op: 'network-list'; dom?: DomRef; vif?: string | number }
+  | { op: 'vif-addip'; dom: DomRef; vif: string | number; ip: string }
+  | { op: 'vif-rate'; dom: DomRef; vif: string | number; bytes?: number; usecs?: number };
 
 export type Op = Action['op'];
 
@@ -114,6 +121,11 @@ export interface Results {
   'block-attach': BlockRow;
   'block-detach': { id: number; vdev: string };
   'block-list': BlockRow[];
+  'network-attach': VifInfo;
+  'network-detach': { id: number; vif: string };
+  'network-list': VifInfo[];
+  'vif-addip': VifInfo;
+  'vif-rate': VifInfo;
 }
 
 export interface Request { v: number; id: number; action: Action }

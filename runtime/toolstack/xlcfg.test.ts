@@ -66,7 +66,10 @@ t.test('a domain config resolves, checks every key, and maps to createDomain', a
   t.same(d.ips, ['10.0.0.2', '10.0.0.3']);
   t.same(d.sched, { mcuadv: 5, warp: 2000 });
   t.match(describeDomain(d), /VM IP address\(es\)\s+: "10\.0\.0\.2,10\.0\.0\.3"/);
-  t.throws(() => toDomainConfig(d), { code: 'WV_ERR_CONFIG', message: /"vif" is not supported yet/ }, 'a vif is refused, not dropped');
+  t.same(toDomainConfig(d).vifs, ['ip=10.0.0.2 10.0.0.3,mac=00:16:3e:00:00:01'], 'vifs go to createDomain');
+  t.throws(() => resolve(`kernel = "g.wasm"\nvif = ['ip=10.0.0.300']`), { code: 'WV_ERR_CONFIG', message: /d\.cfg:2:1: .*"10\.0\.0\.300" is not an IPv4 address/ });
+  t.throws(() => resolve(`kernel = "g.wasm"\nvif = ['rate=fast']`), { code: 'WV_ERR_CONFIG', message: /d\.cfg:2:1: .*expected RATE\/s/ });
+  t.throws(() => resolve(`kernel = "g.wasm"\nvif = ['colour=blue']`), { code: 'WV_ERR_CONFIG', message: /"colour" is not a vif setting/ });
   const disky = resolve(`kernel = "g.wasm"\ndisk = ['file:root.img,xvda,r', 'phy:sdb,xvdb,w', 'vd:data,xvdc', 'target=/srv/x.img,vdev=hda,access=ro']`);
   t.same(disky.disk, [`file:${join(dir, 'root.img')},xvda,r`, 'phy:/dev/sdb,xvdb,w', 'vd:data,xvdc,w', 'file:/srv/x.img,hda,r'], 'disk specs are checked, file paths made absolute against the config');
   t.same(toDomainConfig(disky).disks, disky.disk, 'and passed to createDomain');

@@ -1,0 +1,282 @@
+/**
+ * Virtual network interfaces as the toolstack and the guest see them: the
+ * `vif` config specs, attach (each vif gets a port on the switch, with its
+ * MAC and addresses, from the start), the connection over the store
+ * (devices/xenbus.ts), detach, addresses and rate limits at run time, and
+ * counters.
+ *
+ * Besides the handshake's own keys, the backend directory
+ * (/local/domain/0/backend/vif/D/N) holds handle, mac, ip (the addresses,
+ * space-separated) and rate (`bytes,usecs`; 0 is unlimited); the frontend
+ * directory (/local/domain/D/device/vif/N) handle and mac, and from the guest
+ * tx-ring-ref, rx-ring-ref and event-channel.
+ */
+import { InvalidArgumentError } from '../../kernel/errors.ts';
+import { DeviceError, XenbusDevice, stateName, type DetachOptions, type XenbusPlatform } from '../xenbus.ts';
+import { NetBackend, type NetBackendStats } from './backend.ts';
+import { VirtualSwitch, type PortStats, type Rate, type SwitchPort } from './switch.ts';
+import { defaultMac, formatIp, formatMac, parseIp, parseMac } from './frame.ts';
+
+export type { DetachOptions } from '../xenbus.ts';
+
+/** The domain has no such vif, or a detach did not complete. */
+export class NetDeviceError extends DeviceError {
+  constructor(detail: string) { super('WV_ERR_NET_DEVICE', detail); }
+}
+
+/** A vif as a config asks for it. */
+export interface VifSpec {
+  /** IPv4 addresses routed to it. */
+  ips: string[];
+  /** Default: Xen's 00:16:3e:... made from the domain and the vif's number. */
+  mac?: string;
+  /** What it may send: `bytes` per `usecs`. Default unlimited. */
+  rate?: Rate;
+  /** The text it was parsed from. */
+  spec: string;
+}
+
+const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, b: 1 / 8, Kb: 1e3 / 8, Mb: 1e6 / 8, Gb: 1e9 / 8 };
+const INTERVALS: Record<string, number> = { us: 1, ms: 1e3, s: 1e6 };
+
+/**
+ * xl's rate, `RATE/s[@INTERVAL]`: `10Mb/s` (bits), `1MB/s@20ms` (bytes,
+ * credited every 20 ms; default 50 ms). Returns bytes per interval.
+ */
+export function parseRate(text: string): Rate {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(B|KB|MB|GB|b|Kb|Mb|Gb)\/s(?:@([0-9]+)(us|ms|s))?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`rate "${text}"`, 'expected RATE/s[@INTERVAL], e.g. 10Mb/s or 1MB/s@20ms (units B, KB, MB, GB, b, Kb, Mb, Gb; interval us, ms or s)');
+  const perSecond = Number(m[1]) * UNITS[m[2]!]!;
+  const usecs = m[3] === undefined ? 50_000 : Number(m[3]) * INTERVALS[m[4]!]!;
+  if (!(usecs >= 100 && usecs <= 10_000_000)) throw new InvalidArgumentError(`rate "${text}"`, 'the interval must be between 100 us and 10 s');
+  const bytes = Math.round((perSecond * usecs) / 1e6);
+  if (!(bytes >= 1 && Number.isSafeInteger(bytes))) throw new InvalidArgumentError(`rate "${text}"`, 'it comes to less than one byte per interval, or too many');
+  return { bytes, usecs };
+}
+
+/** Parse an xl vif spec: `ip=10.0.0.2 10.0.0.3,mac=00:16:3e:00:00:01,rate=10Mb/s` (bridge, vifname, model and script are accepted and ignored). */
+export function parseVifSpec(spec: string): VifSpec {
+  const bad = (why: string): never => { throw new InvalidArgumentError(`vif "${spec}"`, why); };
+  const out: VifSpec = { ips: [], spec };
+  if (spec.trim() === '') return out;
+  for (const part of spec.split(',').map((p) => p.trim())) {
+    const eq = part.indexOf('=');
+    if (eq < 0) bad(`"${part}" is not key=value`);
+    const k = part.slice(0, eq);
+    const v = part.slice(eq + 1).trim();
+    switch (k) {
+      case 'ip':
+        for (const ip of v.split(/\s+/).filter(Boolean)) {
+          if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(ip) || ip.split('.').some((o) => Number(o) > 255)) bad(`"${ip}" is not an IPv4 address`);
+          out.ips.push(ip);
+        }
+        break;
+      case 'mac':
+        if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(v)) bad(`"${v}" is not a MAC address (xx:xx:xx:xx:xx:xx)`);
+        if ((parseInt(v.slice(0, 2), 16) & 1) !== 0) bad(`"${v}" is a multicast MAC; a vif needs a unicast one`);
+        out.mac = v.toLowerCase();
+        break;
+      case 'rate':
+        out.rate = parseRate(v);
+        break;
+      case 'bridge': case 'vifname': case 'model': case 'script': case 'type':
+        break;
+      default:
+        bad(`"${k}" is not a vif setting (ip, mac, rate)`);
+    }
+  }
+  return out;
+}
+
+/** One vif as `network-list` shows it. */
+export interface VifInfo {
+  domid: number;
+  domain: string;
+  /** Its number in the domain (the store's DEVID). */
+  index: number;
+  /** `vif<domid>.<index>`, as in Xen. */
+  name: string;
+  mac: string;
+  ips: string[];
+  rate: Rate;
+  state: string;
+  frontendState: string;
+  /** Frames held back by the rate limit now. */
+  held: number;
+  stats: PortStats & NetBackendStats;
+  error?: string;
+}
+
+interface Vif {
+  domid: number;
+  index: number;
+  name: string;
+  port: SwitchPort;
+  dev: XenbusDevice<NetBackend>;
+  /** Request errors of the backends that served before the current one. */
+  errors: NetBackendStats;
+  teardown?: Promise<void>;
+}
+
+export class NetDevices {
+  readonly switch: VirtualSwitch;
+  readonly #p: XenbusPlatform;
+  readonly #vifs = new Map<number, Map<number, Vif>>();
+
+  constructor(platform: XenbusPlatform, sw: VirtualSwitch = new VirtualSwitch()) {
+    this.#p = platform;
+    this.switch = sw;
+  }
+
+  /**
+   * Give a domain a vif: a switch port (its MAC and addresses are claimed
+   * now, so a clash fails here, naming the holder), the store entries, and a
+   * wait for the guest's netfront. Works before the guest starts and while
+   * it runs (hotplug: network-attach).
+   */
+  attach(domid: number, spec: VifSpec | string, index?: number): VifInfo {
+    const s = typeof spec === 'string' ? parseVifSpec(spec) : spec;
+    const mine = this.#vifs.get(domid) ?? new Map<number, Vif>();
+    let n = index ?? 0;
+    if (index === undefined) while (mine.has(n)) n++;
+    if (!(Number.isInteger(n) && n >= 0 && n < 64)) throw new InvalidArgumentError('vif number', `${n} is not between 0 and 63`);
+    if (mine.has(n)) throw new NetDeviceError(`domain ${domid} already has vif ${n}`);
+    const name = `vif${domid}.${n}`;
+    const mac = s.mac ?? defaultMac(domid, n);
+    const holder: { vif?: Vif } = {};
+    const port = this.switch.addPort({
+      name, mac, ips: s.ips, ...(s.rate ? { rate: s.rate } : {}),
+      deliver: (frame) => holder.vif?.dev.backend?.receive(frame) ?? false,
+      onDrain: () => holder.vif?.dev.backend?.kick(),
+    });
+    const errors: NetBackendStats = { txErrors: 0, rxErrors: 0 };
+    const dev = new XenbusDevice<NetBackend>(this.#p, {
+      kind: 'vif', domid, devid: n, label: `net: domain ${domid} ${name}`, code: 'WV_ERR_NET_DEVICE',
+      backend: { handle: n, mac, ip: s.ips.join(' '), rate: `${s.rate?.bytes ?? 0},${s.rate?.usecs ?? 0}` },
+      frontend: { handle: n, mac },
+      rings: ['tx-ring-ref', 'rx-ring-ref'],
+      start: ({ pages, notify, broken }) => new NetBackend({
+        grants: this.#p.grants, self: 0, domid, txPage: pages[0]!, rxPage: pages[1]!, switch: this.switch, port, notify, onBroken: broken,
+      }),
+      stop: (backend) => {
+        backend.close();
+        errors.txErrors += backend.stats.txErrors;
+        errors.rxErrors += backend.stats.rxErrors;
+      },
+    });
+    try {
+      dev.install();
+    } catch (err) {
+      this.switch.removePort(port);
+      throw err;
+    }
+    const vif: Vif = { domid, index: n, name, port, dev, errors };
+    holder.vif = vif;
+    mine.set(n, vif);
+    this.#vifs.set(domid, mine);
+    this.#p.log('info', `net: ${name} attached: ${mac}${s.ips.length ? ` ${s.ips.join(' ')}` : ''}${s.rate ? `, ${s.rate.bytes} bytes per ${s.rate.usecs} us` : ''}`);
+    return this.#info(vif);
+  }
+
+  /** A vif by number, name (vif3.0) or MAC. */
+  #find(domid: number, ref: number | string): Vif {
+    const mine = this.#vifs.get(domid);
+    const all = [...(mine?.values() ?? [])];
+    const r = typeof ref === 'string' && /^\d+$/.test(ref) ? Number(ref) : ref;
+    const vif = typeof r === 'number' ? mine?.get(r) : all.find((v) => v.name === r || v.port.mac === r.toLowerCase());
+    if (!vif) {
+      throw new NetDeviceError(`domain ${domid} has no vif ${ref}${all.length ? ` (it has ${all.map((v) => v.name).join(', ')})` : ' (it has none)'}`);
+    }
+    return vif;
+  }
+
+  /** Detach a vif: the guest lets go (or `force`), then its port leaves the switch. */
+  async detach(domid: number, ref: number | string, opts: DetachOptions = {}): Promise<void> {
+    const vif = this.#find(domid, ref);
+    if (vif.teardown) return vif.teardown;
+    await vif.dev.detach(vif.name, opts);
+    await this.#remove(vif);
+  }
+
+  #remove(vif: Vif): Promise<void> {
+    vif.teardown ??= (async () => {
+      await vif.dev.remove();
+      if (!vif.port.removed) this.switch.removePort(vif.port);
+      const mine = this.#vifs.get(vif.domid);
+      mine?.delete(vif.index);
+      if (mine && mine.size === 0) {
+        this.#vifs.delete(vif.domid);
+        this.#p.store.remove(0, `/local/domain/0/backend/vif/${vif.domid}`);
+      }
+      this.#p.log('info', `net: ${vif.name} detached`);
+    })();
+    return vif.teardown;
+  }
+
+  /** A domain is gone: its vifs leave the switch. */
+  async releaseDomain(domid: number): Promise<void> {
+    const mine = this.#vifs.get(domid);
+    if (!mine) return;
+    await Promise.allSettled([...mine.values()].map((v) => this.#remove(v)));
+  }
+
+  #publish(vif: Vif): void {
+    this.#p.store.write(0, `${vif.dev.be}/ip`, vif.port.addresses.join(' '));
+    this.#p.store.write(0, `${vif.dev.be}/rate`, `${vif.port.rate.bytes},${vif.port.rate.usecs}`);
+  }
+
+  /** Route one more address to the vif (vif-addip); a clash names the holder. */
+  addAddress(domid: number, ref: number | string, ip: string): VifInfo {
+    const vif = this.#find(domid, ref);
+    parseIp(ip);
+    this.switch.addAddress(vif.port, ip);
+    this.#publish(vif);
+    this.#p.log('info', `net: ${vif.name}: address ${ip} added`);
+    return this.#info(vif);
+  }
+
+  removeAddress(domid: number, ref: number | string, ip: string): VifInfo {
+    const vif = this.#find(domid, ref);
+    if (!this.switch.removeAddress(vif.port, ip)) throw new NetDeviceError(`${vif.name} does not have address ${ip} (it has ${vif.port.addresses.join(', ') || 'none'})`);
+    this.#publish(vif);
+    return this.#info(vif);
+  }
+
+  /** Limit what the vif sends to `bytes` per `usecs` (0: unlimited); the CD's vif_setsched. */
+  setRate(domid: number, ref: number | string, rate: Rate): VifInfo {
+    const vif = this.#find(domid, ref);
+    this.switch.setRate(vif.port, rate);
+    this.#publish(vif);
+    this.#p.log('info', `net: ${vif.name}: rate ${rate.bytes === 0 || rate.usecs === 0 ? 'unlimited' : `${rate.bytes} bytes per ${rate.usecs} us`}`);
+    return this.#info(vif);
+  }
+
+  /** Every vif, or one domain's, or one. */
+  list(domid?: number, ref?: number | string): VifInfo[] {
+    if (domid !== undefined && ref !== undefined) return [this.#info(this.#find(domid, ref))];
+    const out: VifInfo[] = [];
+    for (const [d, mine] of [...this.#vifs].sort((a, b) => a[0] - b[0])) {
+      if (domid !== undefined && d !== domid) continue;
+      for (const v of [...mine.values()].sort((a, b) => a.index - b.index)) out.push(this.#info(v));
+    }
+    return out;
+  }
+
+  #info(vif: Vif): VifInfo {
+    const b = vif.dev.backend;
+    return {
+      domid: vif.domid,
+      domain: this.#p.domainName(vif.domid),
+      index: vif.index,
+      name: vif.name,
+      mac: formatMac(parseMac(vif.port.mac)),
+      ips: vif.port.addresses.map((a) => formatIp(parseIp(a))),
+      rate: vif.port.rate,
+      state: stateName(vif.dev.state),
+      frontendState: stateName(vif.dev.frontendState()),
+      held: vif.port.held,
+      stats: { ...vif.port.stats, txErrors: vif.errors.txErrors + (b?.stats.txErrors ?? 0), rxErrors: vif.errors.rxErrors + (b?.stats.rxErrors ?? 0) },
+      ...(vif.dev.error !== undefined ? { error: vif.dev.error } : {}),
+    };
+  }
+}
