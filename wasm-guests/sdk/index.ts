@@ -9,6 +9,7 @@ export * from "./grant";
 export * from "./store";
 export * from "./blkfront";
 export * from "./ext2";
+export * from "./net/index";
 
 import { print } from "./console";
 import { sched_shutdown } from "./abi";
