@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 
-export const REFERENCE_GUESTS = ['hello', 'ticker', 'spin', 'crash', 'ping', 'pong', 'echo', 'blkwrite', 'ext2sh', 'hello-wat', 'hello-c', 'cpubench'] as const;
+export const REFERENCE_GUESTS = ['hello', 'ticker', 'spin', 'crash', 'ping', 'pong', 'echo', 'blkwrite', 'ext2sh', 'netd', 'netclient', 'hello-wat', 'hello-c', 'cpubench'] as const;
 export type ReferenceGuest = (typeof REFERENCE_GUESTS)[number];
 
 /** Path of a built reference guest; throws naming the build step when it is missing. */

@@ -113,6 +113,8 @@ const steps: [string, () => Promise<void> | void][] = [
   ['echo', () => buildAs('echo', ['-O2'])],
   ['blkwrite', () => buildAs('blkwrite', ['-O2'])],
   ['ext2sh', () => buildAs('ext2sh', ['-O2'])],
+  ['netd', () => buildAs('netd', ['-O2'])],
+  ['netclient', () => buildAs('netclient', ['-O2'])],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
   ['cpubench', () => buildC('cpubench', 'cpubench.c')],

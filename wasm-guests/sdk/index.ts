@@ -10,6 +10,7 @@ export * from "./store";
 export * from "./blkfront";
 export * from "./ext2";
 export * from "./net/index";
+export * from "./netfront";
 
 import { print } from "./console";
 import { sched_shutdown } from "./abi";

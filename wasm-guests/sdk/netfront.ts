@@ -17,6 +17,7 @@ import { storeRead, storeWrite, storeDirectory, storeWatch, storeUnwatch, storeE
 import { initSharedRing, localFrontRing, LocalRingPage, FrontRing } from "./ring";
 import { NetLink } from "./net/link";
 import { NetStack } from "./net/stack";
+import { parseMacAddress } from "./net/addr";
 
 export const NETFRONT_ETIMEDOUT: i32 = -110;
 
@@ -40,26 +41,6 @@ function parseU64(s: string | null): u64 {
     const c = s.charCodeAt(i) - 48;
     if (c < 0 || c > 9) return 0;
     v = v * 10 + <u64>c;
-  }
-  return v;
-}
-
-function hexDigit(c: i32): i32 {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
-
-/** "00:16:3e:00:01:00" as a number (first byte most significant); 0 when malformed. */
-export function parseMac(s: string | null): u64 {
-  if (s === null || s.length != 17) return 0;
-  let v: u64 = 0;
-  for (let i = 0; i < 6; i++) {
-    const hi = hexDigit(s.charCodeAt(i * 3));
-    const lo = hexDigit(s.charCodeAt(i * 3 + 1));
-    if (hi < 0 || lo < 0 || (i < 5 && s.charCodeAt(i * 3 + 2) != 58)) return 0;
-    v = (v << 8) | <u64>((hi << 4) | lo);
   }
   return v;
 }
@@ -142,8 +123,10 @@ export class NetFront extends NetLink {
     if (be === null || beId === null) return this.fail("the store has no backend for this vif", -EINVAL);
     this.backendPath = be;
     this.backendId = <u32>parseU64(beId);
-    this.mac = parseMac(storeRead(this.path + "/mac"));
-    if (this.mac == 0) return this.fail("the store has no valid mac for this vif", -EINVAL);
+    const mac = storeRead(this.path + "/mac");
+    const parsed = mac === null ? -1 : parseMacAddress(mac);
+    if (parsed <= 0) return this.fail("the store has no valid mac for this vif", -EINVAL);
+    this.mac = <u64>parsed;
     if (storeEventPort() < 0) return this.fail("cannot bind the store's virq", -ENOSPC);
     const deadline = time_monotonic_now() + <u64>timeoutMs * 1000000;
     storeWatch(this.backendPath + "/state");

@@ -1,0 +1,93 @@
+// netclient: pings another domain and fetches a page from it over HTTP, on
+// its vif 0, then powers off. cmdline: target=169.254.1.1 count=3 path=/
+// port=80, and its own address as on the Demo CD (ip=..., LINKLOCAL=...) or
+// from the vif's addresses.
+import {
+  println, print, poweroff, shutdown, block, now, cmdline, cmdlineArg, SHUTDOWN_CRASH,
+  NetFront, netfrontError, NetStack, TcpSocket, TcpState, PingReply, parseIpv4, formatIpv4,
+} from "../../sdk/index";
+
+function fail(why: string): void {
+  println("netclient: " + why);
+  shutdown(SHUTDOWN_CRASH);
+}
+
+let dev: NetFront | null = null;
+let stack: NetStack | null = null;
+
+/**
+ * Take what arrived and run the stack's timers; if nothing arrived, sleep
+ * until an event, the stack's next timer or `deadline`. Callers check their
+ * condition between calls, so a frame that arrives is looked at before the
+ * next sleep.
+ */
+function spin(deadline: u64): void {
+  const s = changetype<NetStack>(stack);
+  s.poll(now()); // input stamps what it takes with the stack's clock
+  const got = changetype<NetFront>(dev).receive(s);
+  const next = s.poll(now());
+  if (got > 0) return;
+  block(next == 0 || next > deadline ? deadline : next);
+}
+
+export function start(): void {
+  const nic = NetFront.open(0);
+  if (nic === null) return fail(netfrontError());
+  dev = nic;
+  const d = changetype<NetFront>(nic);
+  const s = new NetStack(d, d.mac);
+  stack = s;
+  if (s.configure(cmdline()) <= 0) {
+    const ip = parseIpv4(d.addresses().split(" ")[0]);
+    if (ip < 0) return fail("no address (give ip= on the command line or ip= in the vif)");
+    s.setAddress(<u32>ip, 0xffff0000, 0);
+  }
+  const t = parseIpv4(cmdlineArg("target", "169.254.1.1"));
+  if (t < 0) return fail("target= is not an IPv4 address");
+  const target = <u32>t;
+  const count = <u32>I32.parseInt(cmdlineArg("count", "3"));
+  println("netclient: " + formatIpv4(s.address) + " pinging " + formatIpv4(target));
+  const reply = new PingReply();
+  let got: u32 = 0;
+  for (let seq: u32 = 1; seq <= count; seq++) {
+    s.poll(now());
+    s.ping(target, seq);
+    const until = now() + <u64>I64.parseInt(cmdlineArg("wait", "2000")) * 1000000;
+    let answered = false;
+    while (now() < until && !answered) {
+      spin(until);
+      while (s.nextPingReply(reply)) {
+        if (reply.seq != seq) continue;
+        println("64 bytes from " + formatIpv4(reply.from) + ": icmp_seq=" + reply.seq.toString() + " ttl=" + reply.ttl.toString() + " time=" + (<f64>reply.rttNs / 1e6).toString() + " ms");
+        answered = true;
+        got++;
+      }
+    }
+    if (!answered) println("netclient: no answer to icmp_seq=" + seq.toString());
+  }
+  println("netclient: " + count.toString() + " packets transmitted, " + got.toString() + " received");
+
+  const path = cmdlineArg("path", "/");
+  const port = <u32>I32.parseInt(cmdlineArg("port", "80"));
+  const sock = changetype<TcpSocket>(s.tcpSocket());
+  if (sock.connect(target, port) < 0) return fail("connect failed");
+  const until = now() + 10000000000;
+  while (sock.state != TcpState.Established && sock.state != TcpState.Closed && now() < until) spin(until);
+  if (sock.state != TcpState.Established) return fail("cannot connect to " + formatIpv4(target) + ":" + port.toString() + " (" + sock.error.toString() + ")");
+  const req = String.UTF8.encode("GET " + path + " HTTP/1.0\r\nHost: " + formatIpv4(target) + "\r\n\r\n");
+  sock.send(changetype<usize>(req), <u32>req.byteLength);
+  const buf = heap.alloc(4096);
+  let total = 0;
+  while (now() < until) {
+    const n = sock.recv(buf, 4096);
+    if (n > 0) { print(String.UTF8.decodeUnsafe(buf, <usize>n)); total += n; continue; }
+    if (n == 0 || sock.state == TcpState.Closed) break;
+    spin(until);
+  }
+  sock.close();
+  println("\nnetclient: fetched " + total.toString() + " bytes from http://" + formatIpv4(target) + ":" + port.toString() + path);
+  // Let the close finish, then stop.
+  const end = now() + 200000000;
+  while (now() < end) spin(end);
+  poweroff();
+}
