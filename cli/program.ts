@@ -41,16 +41,21 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('boot a hypervisor in-process and run a demo scene: "domains" (default) or "pingpong"')
-    .addArgument(new Argument('[scene]', 'domains: four domains, one spinning and one crashing; pingpong: two domains over a ring')
-      .choices(['domains', 'pingpong']).default('domains'))
+    .description('boot a hypervisor in-process and run a demo scene: "domains" (default), "pingpong" or "net"')
+    .addArgument(new Argument('[scene]', 'domains: four domains, one spinning and one crashing; pingpong: two domains over a ring; net: two domains pinging each other on 169.254.1.x')
+      .choices(['domains', 'pingpong', 'net']).default('domains'))
     .option('-d, --duration <seconds>', 'how long to run the domains scene', positiveNumber('duration'), 8)
-    .option('-n, --count <messages>', 'messages the pingpong scene exchanges', positiveNumber('count'), 100000)
+    .option('-n, --count <messages>', 'messages the pingpong scene exchanges (default 100000), pings the net scene sends (default 4, at most 100)', positiveNumber('count'))
     .option('--cpus <n>', 'physical CPUs to use (default: all)', positiveNumber('cpus'))
-    .action(async (scene: string, opts: { duration: number; count: number; cpus?: number }) => {
+    .action(async (scene: string, opts: { duration: number; count?: number; cpus?: number }) => {
+      if (scene === 'net') {
+        const { runNetDemo } = await import('./demo.ts');
+        if (!(await runNetDemo({ count: Math.min(100, Math.floor(opts.count ?? 4)), cpus: opts.cpus }))) process.exitCode = 1;
+        return;
+      }
       if (scene === 'pingpong') {
         const { runPingpong } = await import('./demo.ts');
-        if (!(await runPingpong({ count: Math.floor(opts.count), cpus: opts.cpus }))) process.exitCode = 1;
+        if (!(await runPingpong({ count: Math.floor(opts.count ?? 100000), cpus: opts.cpus }))) process.exitCode = 1;
         return;
       }
       const ac = new AbortController();

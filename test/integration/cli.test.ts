@@ -101,7 +101,18 @@ t.test('wv demo pingpong exchanges messages over a ring', async (t) => {
   t.match(r.stdout, /messages\/s/);
   const bad = run('demo', 'nope');
   t.not(bad.status, 0);
-  t.match(bad.stderr, /Allowed choices are domains, pingpong/);
+  t.match(bad.stderr, /Allowed choices are domains, pingpong, net/);
+});
+
+t.test('wv demo net: two domains ping each other on 169.254.1.x and fetch a page', async (t) => {
+  const r = run('demo', 'net', '-n', '3');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /\[\d+ web\]\s+netd: 169\.254\.1\.1 up on vif 0/);
+  t.match(r.stdout, /\[\d+ client\]\s+64 bytes from 169\.254\.1\.1: icmp_seq=3 ttl=64 time=\d+\.\d{3} ms/);
+  t.match(r.stdout, /\[\d+ client\]\s+netclient: 3 packets transmitted, 3 received/);
+  t.match(r.stdout, /\[\d+ client\]\s+HTTP\/1\.0 200 OK/);
+  t.match(r.stdout, /vif1\.0 \(web\) 00:16:3e:00:01:00 169\.254\.1\.1: sent \d+ frames/);
+  t.match(r.stdout, /demo: every ping was answered and the page came back/);
 });
 
 t.test('the esbuild bundle runs the same commands', async (t) => {

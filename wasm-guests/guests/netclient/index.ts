@@ -7,6 +7,13 @@ import {
   NetFront, netfrontError, NetStack, TcpSocket, TcpState, PingReply, parseIpv4, formatIpv4,
 } from "../../sdk/index";
 
+/** Nanoseconds as milliseconds with three decimals. */
+function ms3(ns: u64): string {
+  const us = ns / 1000;
+  const frac = (us % 1000).toString();
+  return (us / 1000).toString() + "." + "000".substring(frac.length) + frac;
+}
+
 function fail(why: string): void {
   println("netclient: " + why);
   shutdown(SHUTDOWN_CRASH);
@@ -58,7 +65,7 @@ export function start(): void {
       spin(until);
       while (s.nextPingReply(reply)) {
         if (reply.seq != seq) continue;
-        println("64 bytes from " + formatIpv4(reply.from) + ": icmp_seq=" + reply.seq.toString() + " ttl=" + reply.ttl.toString() + " time=" + (<f64>reply.rttNs / 1e6).toString() + " ms");
+        println("64 bytes from " + formatIpv4(reply.from) + ": icmp_seq=" + reply.seq.toString() + " ttl=" + reply.ttl.toString() + " time=" + ms3(reply.rttNs) + " ms");
         answered = true;
         got++;
       }
