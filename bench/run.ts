@@ -2,7 +2,7 @@
  * `npm run bench`: wasmvisor's figures, each with a baseline measured in the
  * same run (the machines are shared and noisy, so ratios are what compare).
  * `npm run bench -- --json` prints JSON only; `--quick` uses smaller counts;
- * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk).
+ * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk, net).
  */
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
@@ -11,6 +11,7 @@ import { pvFigures } from './pv.ts';
 import { cpuFigures } from './cpu.ts';
 import { toolstackFigures } from './toolstack.ts';
 import { blkFigures } from './blk.ts';
+import { netFigures } from './net.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
@@ -127,7 +128,7 @@ async function maxDomains(): Promise<void> {
   await hv.close();
 }
 
-// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk.
+// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk, net.
 const want = (name: string): boolean => only === undefined || only.split(',').includes(name);
 if (want('creation')) await creation();
 if (want('density')) await density();
@@ -136,11 +137,12 @@ if (want('pv')) figures.push(...(await pvFigures(quick, log)));
 if (want('cpu')) figures.push(...(await cpuFigures(quick, log)));
 if (want('toolstack')) figures.push(...(await toolstackFigures(quick, log)));
 if (want('blk')) figures.push(...(await blkFigures(quick, log)));
+if (want('net')) figures.push(...(await netFigures(quick, log)));
 
 if (json) {
   process.stdout.write(`${JSON.stringify({ node: process.version, cpus: (await import('node:os')).availableParallelism(), figures }, null, 2)}\n`);
 } else {
-  const rows = figures.map((f) => [f.name, `${f.value.toFixed(f.unit === 'ms' ? 3 : f.unit === 'KiB' || f.unit === 'µs' || f.unit === '%' ? 1 : f.unit === 'GB/s' ? 2 : 0)} ${f.unit}`, f.ratio !== undefined ? `${f.ratio.toFixed(2)}x ${f.baselineName} (${f.baseline!.toFixed(3)} ${f.baselineUnit ?? f.unit})` : '', f.note ?? '']);
+  const rows = figures.map((f) => [f.name, `${f.value.toFixed(f.unit === 'ms' ? 3 : f.unit === 'MiB/s' ? 1 : f.unit === 'KiB' || f.unit === 'µs' || f.unit === '%' ? 1 : f.unit === 'GB/s' ? 2 : 0)} ${f.unit}`, f.ratio !== undefined ? `${f.ratio.toFixed(2)}x ${f.baselineName} (${f.baseline!.toFixed(3)} ${f.baselineUnit ?? f.unit})` : '', f.note ?? '']);
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(`${r[0]!.padEnd(w[0]!)}  ${r[1]!.padStart(w[1]!)}  ${r[2]!.padEnd(w[2]!)}  ${r[3]}\n`);
 }

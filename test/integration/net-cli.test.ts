@@ -25,7 +25,7 @@ t.test('vifs from a config, run-time changes, listings and errors through wv', a
   const c = wv('create', '-f', join(dir, 'cli.cfg'));
   t.equal(c.status, 0, c.stderr);
   const vifs = (...a: string[]): Vif[] => JSON.parse(wv('network-list', ...a, '--json').stdout) as Vif[];
-  for (let i = 0; i < 100 && !(vifs()[0]?.stats.rxPackets >= 2); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && !((vifs()[0]?.stats.rxPackets ?? 0) >= 2); i++) await new Promise((r) => setTimeout(r, 100));
   const [web] = vifs('web');
   t.same([web!.name, web!.mac, web!.ips, web!.state], ['vif1.0', '00:16:3e:01:01:01', ['169.254.1.1'], 'connected']);
   const table = wv('network-list');

@@ -1,7 +1,8 @@
 // netclient: pings another domain and fetches a page from it over HTTP, on
 // its vif 0, then powers off. cmdline: target=169.254.1.1 count=3 path=/
 // port=80, and its own address as on the Demo CD (ip=..., LINKLOCAL=...) or
-// from the vif's addresses.
+// from the vif's addresses. bulk=N (MiB) instead sends N MiB to the
+// target's discard port (9) and reports the throughput.
 import {
   println, print, poweroff, shutdown, block, now, cmdline, cmdlineArg, SHUTDOWN_CRASH,
   NetFront, netfrontError, NetStack, TcpSocket, TcpState, PingReply, parseIpv4, formatIpv4,
@@ -37,6 +38,36 @@ function spin(deadline: u64): void {
   block(next == 0 || next > deadline ? deadline : next);
 }
 
+/** Send `mib` MiB to the target's discard port; report when the last byte is acknowledged. */
+function sendBulk(target: u32, mib: u32): void {
+  const s = changetype<NetStack>(stack);
+  const sock = changetype<TcpSocket>(s.tcpSocket());
+  if (sock.connect(target, 9) < 0) return fail("connect failed");
+  const until = now() + 60000000000;
+  while (sock.state != TcpState.Established && sock.state != TcpState.Closed && now() < until) spin(until);
+  if (sock.state != TcpState.Established) return fail("cannot connect to the discard port (" + sock.error.toString() + ")");
+  const chunk: u32 = 65536;
+  const buf = heap.alloc(chunk);
+  for (let i: u32 = 0; i < chunk; i++) store<u8>(buf + i, <u8>(i * 7));
+  const total = <u64>mib << 20;
+  let sent: u64 = 0;
+  const t0 = now();
+  while (sent < total && now() < until) {
+    const want = <u32>min<u64>(<u64>chunk, total - sent);
+    const n = sock.send(buf, want);
+    if (n > 0) { sent += <u64>n; continue; }
+    if (sock.state == TcpState.Closed) return fail("the connection closed after " + sent.toString() + " bytes");
+    spin(until);
+  }
+  while (sock.unacknowledged() > 0 && sock.state != TcpState.Closed && now() < until) spin(until);
+  const us = (now() - t0) / 1000;
+  sock.close();
+  println("netclient: sent " + sent.toString() + " bytes in " + us.toString() + " us");
+  const end = now() + 200000000;
+  while (now() < end) spin(end);
+  poweroff();
+}
+
 export function start(): void {
   const nic = NetFront.open(0);
   if (nic === null) return fail(netfrontError());
@@ -53,6 +84,8 @@ export function start(): void {
   if (t < 0) return fail("target= is not an IPv4 address");
   const target = <u32>t;
   const count = <u32>I32.parseInt(cmdlineArg("count", "3"));
+  const bulk = <u32>I32.parseInt(cmdlineArg("bulk", "0"));
+  if (bulk > 0) return sendBulk(target, bulk);
   println("netclient: " + formatIpv4(s.address) + " pinging " + formatIpv4(target));
   const reply = new PingReply();
   let got: u32 = 0;

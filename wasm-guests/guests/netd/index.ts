@@ -1,5 +1,6 @@
 // netd: a small network server. It answers ping, serves a page over HTTP on
-// port 80 and echoes what it is sent on port 7, on its vif 0. Its address
+// port 80, echoes what it is sent on port 7 and discards what it is sent on
+// port 9 (for throughput tests), on its vif 0. Its address
 // comes from the command line, as on the Demo CD
 // (ip=169.254.1.1::169.254.1.254:255.255.0.0::eth0:off, LINKLOCAL=...),
 // else from the addresses the toolstack routes to the vif (/16).
@@ -12,15 +13,19 @@ import {
 const MAX_CONNS = 32;
 const BUF: u32 = 4096;
 
+const HTTP = 0;
+const ECHO = 1;
+const DISCARD = 2;
+
 class Conn {
   sock: TcpSocket;
-  http: bool;
+  kind: i32;
   /** HTTP: the request so far; when the blank line arrives the page goes out. */
   request: string = "";
   /** Bytes still to send (the page, or echo data the peer's window could not take yet). */
   out: Uint8Array | null = null;
   sent: i32 = 0;
-  constructor(sock: TcpSocket, http: bool) { this.sock = sock; this.http = http; }
+  constructor(sock: TcpSocket, kind: i32) { this.sock = sock; this.kind = kind; }
 }
 
 const buf = heap.alloc(BUF);
@@ -50,7 +55,8 @@ function serve(c: Conn): bool {
       if (c.sock.state == TcpState.Closed) { c.sock.close(); return false; }
       return true;
     }
-    if (c.http) {
+    if (c.kind == DISCARD) continue;
+    if (c.kind == HTTP) {
       c.request += String.UTF8.decodeUnsafe(buf, <usize>n);
       if (c.request.includes("\r\n\r\n") || c.request.includes("\n\n")) {
         const ok = c.request.startsWith("GET / ") || c.request.startsWith("GET /index.html ");
@@ -97,12 +103,14 @@ export function start(): void {
   page = Uint8Array.wrap(String.UTF8.encode("<html><body><h1>wasmvisor</h1><p>Served by domain " + domainId().toString() + " (" + (name === null ? "?" : name) + ") at " + formatIpv4(stack.address) + " over its vif.</p></body></html>\n"));
   const http = changetype<TcpSocket>(stack.tcpSocket());
   const echo = changetype<TcpSocket>(stack.tcpSocket());
-  if (http.listen(<u32>I32.parseInt(cmdlineArg("http", "80")), 16) < 0 || echo.listen(<u32>I32.parseInt(cmdlineArg("echo", "7")), 16) < 0) {
+  const discard = changetype<TcpSocket>(stack.tcpSocket());
+  if (http.listen(<u32>I32.parseInt(cmdlineArg("http", "80")), 16) < 0 || echo.listen(<u32>I32.parseInt(cmdlineArg("echo", "7")), 16) < 0
+    || discard.listen(9, 4) < 0) {
     println("netd: cannot listen");
     shutdown(SHUTDOWN_CRASH);
     return;
   }
-  println("netd: " + formatIpv4(stack.address) + " up on vif 0 (" + dev.backendPath + "), http on 80, echo on 7");
+  println("netd: " + formatIpv4(stack.address) + " up on vif 0 (" + dev.backendPath + "), http on 80, echo on 7, discard on 9");
   while (true) {
     if (takePending(<u32>shutdownPort)) {
       const why = requestedShutdown();
@@ -111,11 +119,11 @@ export function start(): void {
     while (storeNextEvent() !== null) {}
     if (dev.closeRequested()) { dev.close(); println("netd: vif 0 released"); }
     dev.receive(stack);
-    for (let s = 0; s < 2; s++) {
-      const l = s == 0 ? http : echo;
+    for (let s = 0; s < 3; s++) {
+      const l = s == HTTP ? http : s == ECHO ? echo : discard;
       let c = l.accept();
       while (c !== null) {
-        if (conns.length < MAX_CONNS) conns.push(new Conn(changetype<TcpSocket>(c), s == 0));
+        if (conns.length < MAX_CONNS) conns.push(new Conn(changetype<TcpSocket>(c), s));
         else changetype<TcpSocket>(c).abort();
         c = l.accept();
       }
