@@ -82,3 +82,23 @@ t.test('addresses are unique on the switch; vifs attach, change and detach at ru
   t.same(hv.net.list(a.id), []);
   t.equal(hv.net.switch.owner('169.254.1.1'), undefined, 'its addresses are free again');
 });
+
+t.test('a rate-limited vif sends at its limit (within 10%), set at create and changed at run time', async (t) => {
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  await hv.createDomain({ image: guestPath('netd'), memory: 32, vifs: ['ip=169.254.1.1'] });
+  const measure = async (rate: string | { bytes: number; usecs: number }, mib: number): Promise<number> => {
+    const cli = await hv.createDomain({ image: guestPath('netclient'), memory: 32, cmdline: `target=169.254.1.1 bulk=${mib}`, vifs: [typeof rate === 'string' ? `ip=169.254.1.2,rate=${rate}` : 'ip=169.254.1.2'], onPoweroff: 'preserve' });
+    if (typeof rate !== 'string') hv.net.setRate(cli.id, 0, rate);
+    t.ok(await until(() => /sent \d+ bytes in \d+ us/.test(cli.consoleText()), 60_000), cli.consoleText());
+    const us = Number(/sent \d+ bytes in (\d+) us/.exec(cli.consoleText())![1]);
+    const v = hv.net.list(cli.id)[0]!;
+    t.ok(v.stats.delayed > 0, 'frames were held back by the limit');
+    await hv.destroy(cli.id);
+    return v.stats.txBytes / (us / 1e6); // frame bytes per second
+  };
+  const limited = await measure('8Mb/s', 2); // 1,000,000 bytes/s
+  t.ok(limited > 0.9e6 && limited < 1.1e6, `1 MB/s limit: sent ${(limited / 1e6).toFixed(3)} MB/s`);
+  const changed = await measure({ bytes: 100_000, usecs: 50_000 }, 3); // 2,000,000 bytes/s, set after create
+  t.ok(changed > 1.8e6 && changed < 2.2e6, `2 MB/s limit set at run time: sent ${(changed / 1e6).toFixed(3)} MB/s`);
+});
