@@ -14,21 +14,18 @@ import { grant_access } from "./grant";
 import { evtchn_alloc_unbound, evtchn_send } from "./evtchn";
 import { storeRead, storeWrite, storeDirectory, storeWatch, storeUnwatch, storeEventPort } from "./store";
 import { initSharedRing, localFrontRing, LocalRingPage, FrontRing } from "./ring";
+import {
+  XENBUS_INIT_WAIT, XENBUS_INITIALISED, XENBUS_CONNECTED, XENBUS_CLOSING, XENBUS_CLOSED, XENBUS_ETIMEDOUT,
+  allocPages, parseU64, backendState, waitBackendState,
+} from "./xenbus";
 
 export const BLK_EIO: i32 = -5;
-export const BLK_ETIMEDOUT: i32 = -110;
+export const BLK_ETIMEDOUT: i32 = XENBUS_ETIMEDOUT;
 
 export const BLKIF_OP_READ: u8 = 0;
 export const BLKIF_OP_WRITE: u8 = 1;
 export const BLKIF_OP_FLUSH: u8 = 3;
 export const BLKIF_OP_DISCARD: u8 = 5;
-
-export const XENBUS_INITIALISING: i32 = 1;
-export const XENBUS_INIT_WAIT: i32 = 2;
-export const XENBUS_INITIALISED: i32 = 3;
-export const XENBUS_CONNECTED: i32 = 4;
-export const XENBUS_CLOSING: i32 = 5;
-export const XENBUS_CLOSED: i32 = 6;
 
 const SLOT: u32 = 112;
 const MAX_SEGMENTS: u32 = 11;
@@ -36,23 +33,6 @@ const PAGE: u32 = 4096;
 /** Requests a device keeps in flight (each owns MAX_SEGMENTS bounce pages and grants). */
 const FRONT_SLOTS: u32 = 8;
 const CHUNK: u32 = MAX_SEGMENTS * PAGE;
-
-/** Allocate `pages` 4 KiB pages, page-aligned (never freed: devices live as long as the guest). */
-function allocPages(pages: u32): usize {
-  const raw = heap.alloc(<usize>(pages + 1) * PAGE);
-  return (raw + PAGE - 1) & ~(<usize>PAGE - 1);
-}
-
-function parseU64(s: string | null): u64 {
-  if (s === null) return 0;
-  let v: u64 = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return 0;
-    v = v * 10 + <u64>c;
-  }
-  return v;
-}
 
 export class BlkFront {
   /** The device number (the store key) and the name the toolstack gave it (xvda...). */
@@ -111,10 +91,6 @@ export class BlkFront {
     return null;
   }
 
-  private backendState(): i32 {
-    return <i32>parseU64(storeRead(this.backendPath + "/state"));
-  }
-
   private fail(why: string, code: i32): i32 {
     this.error = why;
     return code;
@@ -135,11 +111,8 @@ export class BlkFront {
     const deadline = time_monotonic_now() + <u64>timeoutMs * 1000000;
     storeWatch(this.backendPath + "/state");
     // The backend publishes the disk's size and features, then waits for us.
-    let st = this.backendState();
-    while (st < XENBUS_INIT_WAIT) {
-      if (sched_block(deadline) == 1 && time_monotonic_now() >= deadline) return this.fail("the backend never got ready", BLK_ETIMEDOUT);
-      st = this.backendState();
-    }
+    let st = waitBackendState(this.backendPath, XENBUS_INIT_WAIT, deadline);
+    if (st == XENBUS_ETIMEDOUT) return this.fail("the backend never got ready", BLK_ETIMEDOUT);
     if (st >= XENBUS_CLOSING) return this.fail("the backend is closing", -EINVAL);
 
     if (this.ringAddr == 0) {
@@ -163,17 +136,11 @@ export class BlkFront {
     storeWrite(this.path + "/event-channel", port.toString());
     storeWrite(this.path + "/state", XENBUS_INITIALISED.toString());
 
-    st = this.backendState();
-    while (st != XENBUS_CONNECTED) {
-      if (st >= XENBUS_CLOSING) {
-        const why = storeRead(this.backendPath + "/error");
-        return this.fail("the backend refused the connection: " + (why === null ? "closing" : why), -EINVAL);
-      }
-      if (sched_block(deadline) == 1 && time_monotonic_now() >= deadline) {
-        const why = storeRead(this.backendPath + "/error");
-        return this.fail("the backend did not connect" + (why === null ? "" : ": " + why), BLK_ETIMEDOUT);
-      }
-      st = this.backendState();
+    st = waitBackendState(this.backendPath, XENBUS_CONNECTED, deadline);
+    if (st != XENBUS_CONNECTED) {
+      const why = storeRead(this.backendPath + "/error");
+      if (st == XENBUS_ETIMEDOUT) return this.fail("the backend did not connect" + (why === null ? "" : ": " + why), BLK_ETIMEDOUT);
+      return this.fail("the backend refused the connection: " + (why === null ? "closing" : why), -EINVAL);
     }
     this.sectors = parseU64(storeRead(this.backendPath + "/sectors"));
     this.sectorSize = <u32>parseU64(storeRead(this.backendPath + "/sector-size"));
@@ -186,7 +153,7 @@ export class BlkFront {
 
   /** The toolstack asked to detach (the backend is Closing). */
   closeRequested(): bool {
-    return this.state == XENBUS_CONNECTED && this.backendState() == XENBUS_CLOSING;
+    return this.state == XENBUS_CONNECTED && backendState(this.backendPath) == XENBUS_CLOSING;
   }
 
   /** Let go of the device: wait for requests in flight, then tell the backend we are closed. */

@@ -7,6 +7,7 @@ export * from "./evtchn";
 export * from "./ring";
 export * from "./grant";
 export * from "./store";
+export * from "./xenbus";
 export * from "./blkfront";
 export * from "./ext2";
 export * from "./net/index";

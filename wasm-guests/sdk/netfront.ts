@@ -18,8 +18,12 @@ import { initSharedRing, localFrontRing, LocalRingPage, FrontRing } from "./ring
 import { NetLink } from "./net/link";
 import { NetStack } from "./net/stack";
 import { parseMacAddress } from "./net/addr";
+import {
+  XENBUS_INIT_WAIT, XENBUS_INITIALISED, XENBUS_CONNECTED, XENBUS_CLOSING, XENBUS_CLOSED, XENBUS_ETIMEDOUT,
+  allocPages, parseU64, backendState, waitBackendState,
+} from "./xenbus";
 
-export const NETFRONT_ETIMEDOUT: i32 = -110;
+export const NETFRONT_ETIMEDOUT: i32 = XENBUS_ETIMEDOUT;
 
 const TX_SLOT: u32 = 16;
 const RX_SLOT: u32 = 8;
@@ -28,22 +32,6 @@ const PAGE: u32 = 4096;
 const TX_BUFFERS: u32 = 64;
 const RX_BUFFERS: u32 = 64;
 const MAX_FRAME: u32 = 1514;
-
-function allocPages(pages: u32): usize {
-  const raw = heap.alloc(<usize>(pages + 1) * PAGE);
-  return (raw + PAGE - 1) & ~(<usize>PAGE - 1);
-}
-
-function parseU64(s: string | null): u64 {
-  if (s === null) return 0;
-  let v: u64 = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return 0;
-    v = v * 10 + <u64>c;
-  }
-  return v;
-}
 
 export class NetFront extends NetLink {
   readonly index: u32;
@@ -105,10 +93,6 @@ export class NetFront extends NetLink {
     return code;
   }
 
-  private backendState(): i32 {
-    return <i32>parseU64(storeRead(this.backendPath + "/state"));
-  }
-
   /** The addresses the toolstack routes to this vif (the backend's `ip`), space-separated. */
   addresses(): string {
     const ips = storeRead(this.backendPath + "/ip");
@@ -117,7 +101,7 @@ export class NetFront extends NetLink {
 
   /** The handshake (see devices/xenbus.ts). 0 or a negative errno. */
   connect(timeoutMs: u32 = 10000): i32 {
-    if (this.state == 4) return 0;
+    if (this.state == XENBUS_CONNECTED) return 0;
     const be = storeRead(this.path + "/backend");
     const beId = storeRead(this.path + "/backend-id");
     if (be === null || beId === null) return this.fail("the store has no backend for this vif", -EINVAL);
@@ -130,12 +114,9 @@ export class NetFront extends NetLink {
     if (storeEventPort() < 0) return this.fail("cannot bind the store's virq", -ENOSPC);
     const deadline = time_monotonic_now() + <u64>timeoutMs * 1000000;
     storeWatch(this.backendPath + "/state");
-    let st = this.backendState();
-    while (st < 2) {
-      if (sched_block(deadline) == 1 && time_monotonic_now() >= deadline) return this.fail("the backend never got ready", NETFRONT_ETIMEDOUT);
-      st = this.backendState();
-    }
-    if (st >= 5) return this.fail("the backend is closing", -EINVAL);
+    let st = waitBackendState(this.backendPath, XENBUS_INIT_WAIT, deadline);
+    if (st == XENBUS_ETIMEDOUT) return this.fail("the backend never got ready", NETFRONT_ETIMEDOUT);
+    if (st >= XENBUS_CLOSING) return this.fail("the backend is closing", -EINVAL);
 
     if (this.txRing == 0) {
       this.txRing = allocPages(1);
@@ -172,21 +153,15 @@ export class NetFront extends NetLink {
     storeWrite(this.path + "/tx-ring-ref", txRef.toString());
     storeWrite(this.path + "/rx-ring-ref", rxRef.toString());
     storeWrite(this.path + "/event-channel", port.toString());
-    storeWrite(this.path + "/state", "3");
-    st = this.backendState();
-    while (st != 4) {
-      if (st >= 5) {
-        const why = storeRead(this.backendPath + "/error");
-        return this.fail("the backend refused the connection: " + (why === null ? "closing" : why), -EINVAL);
-      }
-      if (sched_block(deadline) == 1 && time_monotonic_now() >= deadline) {
-        const why = storeRead(this.backendPath + "/error");
-        return this.fail("the backend did not connect" + (why === null ? "" : ": " + why), NETFRONT_ETIMEDOUT);
-      }
-      st = this.backendState();
+    storeWrite(this.path + "/state", XENBUS_INITIALISED.toString());
+    st = waitBackendState(this.backendPath, XENBUS_CONNECTED, deadline);
+    if (st != XENBUS_CONNECTED) {
+      const why = storeRead(this.backendPath + "/error");
+      if (st == XENBUS_ETIMEDOUT) return this.fail("the backend did not connect" + (why === null ? "" : ": " + why), NETFRONT_ETIMEDOUT);
+      return this.fail("the backend refused the connection: " + (why === null ? "closing" : why), -EINVAL);
     }
-    storeWrite(this.path + "/state", "4");
-    this.state = 4;
+    storeWrite(this.path + "/state", XENBUS_CONNECTED.toString());
+    this.state = XENBUS_CONNECTED;
     return 0;
   }
 
@@ -212,7 +187,7 @@ export class NetFront extends NetLink {
 
   /** Send one frame (copied at once). 0, -EAGAIN when every transmit buffer is in flight, -EINVAL for a bad length. */
   send(ptr: usize, len: u32): i32 {
-    if (this.state != 4) return -EINVAL;
+    if (this.state != XENBUS_CONNECTED) return -EINVAL;
     if (len < 14 || len > MAX_FRAME) return -EINVAL;
     let id: i32 = -1;
     for (let pass = 0; pass < 2 && id < 0; pass++) {
@@ -238,7 +213,7 @@ export class NetFront extends NetLink {
 
   /** Hand every received frame to `stack` and repost its buffer. Returns how many frames came, or a negative errno. */
   receive(stack: NetStack): i32 {
-    if (this.state != 4) return 0;
+    if (this.state != XENBUS_CONNECTED) return 0;
     this.reapTx();
     const rx = this.rx!;
     let n = 0;
@@ -271,16 +246,16 @@ export class NetFront extends NetLink {
 
   /** The toolstack asked to detach (the backend is Closing). */
   closeRequested(): bool {
-    return this.state == 4 && this.backendState() == 5;
+    return this.state == XENBUS_CONNECTED && backendState(this.backendPath) == XENBUS_CLOSING;
   }
 
   /** Let go of the vif. */
   close(): void {
-    if (this.state != 4) return;
-    storeWrite(this.path + "/state", "5");
-    storeWrite(this.path + "/state", "6");
+    if (this.state != XENBUS_CONNECTED) return;
+    storeWrite(this.path + "/state", XENBUS_CLOSING.toString());
+    storeWrite(this.path + "/state", XENBUS_CLOSED.toString());
     storeUnwatch(this.backendPath + "/state");
-    this.state = 6;
+    this.state = XENBUS_CLOSED;
   }
 }
 
