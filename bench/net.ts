@@ -4,6 +4,8 @@
  *   bulk mode into netd's discard port, measured by the guest), against
  *   loopback TCP between two Node processes moving the same bytes in the
  *   same run;
+ * - TCP throughput from a guest to the host through the NAT gateway
+ *   (netclient's bulk mode to a Node sink on 127.0.0.1), against the same;
  * - ping round trip between two domains (median, p99), as the guest
  *   measures it;
  * - frames per second through the switch for 64-byte frames: two
@@ -74,6 +76,26 @@ async function domainTcp(hv: Hypervisor, mib: number): Promise<number> {
   return Number(m[1]) / (Number(m[2]) / 1e6);
 }
 
+/** A guest's bulk send to a Node sink on the host's 127.0.0.1 through the NAT gateway (netclient to 169.254.0.2): bytes/s as the guest times it. */
+async function natTcp(hv: Hypervisor, mib: number): Promise<number> {
+  let got = 0;
+  const sink = net.createServer((s) => { s.on('data', (d: Buffer) => { got += d.length; }); });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+  try {
+    hv.net.enableNat();
+    const port = (sink.address() as net.AddressInfo).port;
+    const cli = await hv.createDomain({ image: guestPath('netclient'), name: 'nat-bulk', memory: 32, cmdline: `target=169.254.0.2 port=${port} bulk=${mib} ip=169.254.1.3::169.254.0.1:255.255.0.0::eth0:off`, vifs: ['ip=169.254.1.3'], onPoweroff: 'preserve' });
+    if (!(await until(() => /sent \d+ bytes in \d+ us/.test(cli.consoleText()), 120_000))) throw new Error(`bulk transfer through NAT did not finish: ${cli.consoleText()}`);
+    const m = /sent (\d+) bytes in (\d+) us/.exec(cli.consoleText())!;
+    await hv.destroy(cli.id);
+    if (got < Number(m[1])) await until(() => got >= Number(m[1]), 5_000);
+    if (got !== Number(m[1])) throw new Error(`the host sink got ${got} of ${m[1]} bytes`);
+    return Number(m[1]) / (Number(m[2]) / 1e6);
+  } finally {
+    sink.close();
+  }
+}
+
 async function pingRtts(hv: Hypervisor, count: number): Promise<number[]> {
   const srv = await hv.createDomain({ image: guestPath('netd'), name: 'echo', memory: 32, vifs: ['ip=169.254.1.1'] });
   const cli = await hv.createDomain({ image: guestPath('netclient'), name: 'ping', memory: 32, cmdline: `target=169.254.1.1 count=${count} port=9 path=/`, vifs: ['ip=169.254.1.2'], onPoweroff: 'preserve' });
@@ -138,6 +160,8 @@ export async function netFigures(quick: boolean, log: (s: string) => void): Prom
     const loop = await loopbackTcp(mib * MiB);
     const dom = await domainTcp(hv, mib);
     out.push({ name: 'TCP between two domains through the switch', value: dom / MiB, unit: 'MiB/s', baseline: loop / MiB, baselineName: 'loopback TCP between two Node processes', baselineUnit: 'MiB/s', ratio: dom / loop, note: `${mib} MiB into netd's discard port, timed by the sender until all is acknowledged` });
+    const viaNat = await natTcp(hv, mib);
+    out.push({ name: 'TCP from a guest to the host through NAT', value: viaNat / MiB, unit: 'MiB/s', baseline: loop / MiB, baselineName: 'loopback TCP between two Node processes', baselineUnit: 'MiB/s', ratio: viaNat / loop, note: `${mib} MiB from netclient to a Node sink on 127.0.0.1 via 169.254.0.2, timed by the sender until all is acknowledged` });
     const rtts = await pingRtts(hv, quick ? 50 : 200);
     out.push({ name: 'ping between two domains, median', value: quantile(rtts, 0.5), unit: 'ms', note: `${rtts.length} pings after warm-up; p99 ${quantile(rtts, 0.99).toFixed(3)} ms` });
   } finally {

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import type { VifInfo } from '../devices/net/vif.ts';
+import type { NatStats } from '../devices/net/nat/gateway.ts';
 import { parseRate } from '../devices/net/vif.ts';
 import { call } from './toolstack.ts';
 
@@ -111,5 +112,30 @@ export function addNetCommands(program: Command): void {
     .action(async (dom: string | undefined, vif: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const rows = await call(cmd, dom === undefined ? { op: 'network-list' } : vif === undefined ? { op: 'network-list', dom: domArg(dom) } : { op: 'network-list', dom: domArg(dom), vif: vifArg(vif) });
       if (opts.json) json(rows); else process.stdout.write(formatVifStats(rows));
+    });
+
+  const nat = program.command('nat').description('the NAT gateway at 169.254.0.1: host ports forwarded to domains, and guests\' connections to the host (docs/net.md)');
+  nat.command('forward').description('forward a host port to a domain\'s port (enables the gateway): wv nat forward 127.0.0.1:2201 1:22')
+    .argument('<host-port>', '[ADDRESS:]PORT on the host (default address 127.0.0.1; port 0 picks a free one)')
+    .argument('<domain-port>', 'DOMAIN:PORT, the domain by id or name')
+    .option('--json', 'print the forward as JSON')
+    .action(async (from: string, to: string, opts: { json?: boolean }, cmd: Command) => {
+      const f = /^(?:(.+):)?(\d+)$/.exec(from);
+      const d = /^(.+):(\d+)$/.exec(to);
+      if (!f) throw new InvalidArgumentError(`host port "${from}"`, 'expected [ADDRESS:]PORT, e.g. 127.0.0.1:2201');
+      if (!d) throw new InvalidArgumentError(`domain port "${to}"`, 'expected DOMAIN:PORT, e.g. 1:22 or web:80');
+      const r = await call(cmd, { op: 'nat-forward', ...(f[1] ? { host: f[1] } : {}), port: Number(f[2]), dom: domArg(d[1]!), guestPort: Number(d[2]) });
+      if (opts.json) json(r); else process.stdout.write(`wv: forwarding ${r.host}:${r.port} to ${r.target}\n`);
+    });
+  nat.command('list').description('the gateway, its forwards and their counters (connections open, total, refused; bytes each way)')
+    .option('--json', 'print them as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, { op: 'nat-list' });
+      if (opts.json) return json(r);
+      if (!r.enabled) return void process.stdout.write('NAT is not enabled (wv nat forward enables it)\n');
+      const row = (name: string, s: NatStats): string[] => [name, `${s.open}`, `${s.total}`, `${s.refused}`, `${s.bytesToGuest}`, `${s.bytesFromGuest}`];
+      process.stdout.write(`gateway ${r.address}/${r.netmask}; 169.254.0.2 is the host's 127.0.0.1\n`);
+      process.stdout.write(table(['FORWARD', 'OPEN', 'TOTAL', 'REFUSED', 'TO_GUEST', 'FROM_GUEST'],
+        [...r.forwards.map((x) => row(`${x.host}:${x.port} -> ${x.target}`, x.stats)), row('outbound (guests to host)', r.outbound!)]));
     });
 }

@@ -767,6 +767,7 @@ export class Hypervisor implements AsyncDisposable {
       clearTimeout(timer);
       if (late) this.kernel.log.error(`close: ${this.#releasing.size} block device release(s) still waiting for host I/O after 10 s; closing anyway`);
     }
+    await this.net.close();
     this.hostEvents.stop();
   }
 

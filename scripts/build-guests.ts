@@ -68,6 +68,31 @@ async function buildAs(name: string, optimize: string[]): Promise<void> {
   built(name);
 }
 
+/**
+ * The NAT gateway's stack (wasm-guests/nat): not a guest but a module the
+ * host runs in its main thread, so it owns its memory and imports only
+ * `nat.*` (devices/net/nat/gateway.ts).
+ */
+async function buildNat(): Promise<void> {
+  const name = 'nat';
+  const dir = join(root, 'wasm-guests', 'nat');
+  if (upToDate(name, [dir, join(sdk, 'net')])) return;
+  const stderr: string[] = [];
+  const { error } = await asc.main([
+    relative(root, join(dir, 'index.ts')), '--outFile', relative(root, join(out, `${name}.wasm`)),
+    '--runtime', 'stub', '--exportStart', '_initialize', '--initialMemory', '2',
+    '--use', 'abort=wasm-guests/nat/index/abort', '--debug', '-O2',
+  ], {
+    stdout: { write: () => true } as never,
+    stderr: { write: (s: string | Uint8Array) => { stderr.push(String(s)); return true; } } as never,
+    readFile: (f: string, base: string) => { const p = join(root, base, f); return existsSync(p) ? readFileSync(p, 'utf8') : null; },
+    writeFile: (f: string, data: Uint8Array | string, base: string) => { writeFileSync(join(root, base, f), data); },
+    listFiles: (d: string, base: string) => { const p = join(root, base, d); return existsSync(p) ? readdirSync(p).filter((x) => x.endsWith('.ts')) : null; },
+  } as never);
+  if (error) throw new Error(`${error.message}\n${stderr.join('')}`);
+  built(name);
+}
+
 async function buildWat(name: string, file: string): Promise<void> {
   if (upToDate(name, [join(guests, name)])) return;
   const wabt = await wabtInit();
@@ -115,6 +140,7 @@ const steps: [string, () => Promise<void> | void][] = [
   ['ext2sh', () => buildAs('ext2sh', ['-O2'])],
   ['netd', () => buildAs('netd', ['-O2'])],
   ['netclient', () => buildAs('netclient', ['-O2'])],
+  ['nat', () => buildNat()],
   ['hello-wat', () => buildWat('hello-wat', 'hello.wat')],
   ['hello-c', () => buildC('hello-c', 'hello.c')],
   ['cpubench', () => buildC('cpubench', 'cpubench.c')],

@@ -64,6 +64,8 @@ interface NetCheck {
   tcpBind(h: number, port: number): number;
   tcpConnect(h: number, ip: number, port: number): number;
   tcpListen(h: number, port: number, backlog: number): number;
+  tcpListenAny(h: number, backlog: number, refuse: number): number;
+  setAnyDestination(which: number, on: boolean): void;
   tcpAccept(h: number): number;
   tcpSend(h: number, off: number, len: number): number;
   tcpRecv(h: number, off: number, cap: number): number;
@@ -999,6 +1001,49 @@ t.test('resets: a closed port refuses, abort resets the peer', async (t) => {
     for (let h = ex.tcpAccept(l2); h >= 0; h = ex.tcpAccept(l2)) accepted.push(h);
     return accepted.length === 4 && cs.every((h) => ex.tcpState(h) === St.Established);
   }), 'accepting makes room: all four connect (SYN retried)');
+  checkWire(t, net);
+});
+
+t.test('a listener on every port (listenAny), with admission, and every address (anyDestination)', async (t) => {
+  const net = Net.pair();
+  const ex = net.ex;
+  const any = ex.tcpOpen(B);
+  t.equal(ex.tcpListenAny(any, 8, 666), 0, 'B listens on every port but 666');
+  t.equal(ex.tcpListenAny(ex.tcpOpen(B), 8, 0), -EADDRINUSE, 'one such listener per stack');
+  const l80 = ex.tcpOpen(B);
+  t.equal(ex.tcpListen(l80, 80, 4), 0, 'a port listener still takes its port');
+  const c1 = ex.tcpOpen(A);
+  const c80 = ex.tcpOpen(A);
+  const refused = ex.tcpOpen(A);
+  ex.tcpConnect(c1, IP_B, 1234);
+  ex.tcpConnect(c80, IP_B, 80);
+  ex.tcpConnect(refused, IP_B, 666);
+  let got = -1;
+  let got80 = -1;
+  t.ok(net.run(() => {
+    if (got < 0) got = ex.tcpAccept(any);
+    if (got80 < 0) got80 = ex.tcpAccept(l80);
+    return got >= 0 && got80 >= 0 && ex.tcpState(refused) === St.Closed;
+  }), 'both connect, one is refused');
+  t.same([ex.tcpEndpoint(got, 0) >>> 0, ex.tcpEndpoint(got, 1)], [IP_B, 1234], 'the child has the address and port asked for');
+  t.equal(ex.tcpAccept(any), -1, 'port 80 went to its own listener');
+  t.equal(ex.tcpError(refused), -ECONNREFUSED);
+  t.equal(net.stat(B, 'tcp-refused'), 1);
+  // An address that is not B's, routed through B: dropped unless B takes every destination.
+  const OUTSIDE = ipOf('10.1.2.3');
+  ex.setAddress(A, IP_A, MASK16, IP_B);
+  const far = ex.tcpOpen(A);
+  ex.tcpConnect(far, OUTSIDE, 8080);
+  net.run(() => false, null, { maxTime: 100n * MS });
+  t.ok(net.stat(B, 'drop-ip-not-for-us') >= 1, 'not for B');
+  t.equal(ex.tcpState(far), St.SynSent);
+  ex.setAnyDestination(B, true);
+  let farChild = -1;
+  t.ok(net.run(() => {
+    if (farChild < 0) farChild = ex.tcpAccept(any);
+    return farChild >= 0 && ex.tcpState(far) === St.Established;
+  }, null, { maxTime: 10n * SECOND }), 'with anyDestination the SYN is answered (when retried)');
+  t.same([ex.tcpEndpoint(farChild, 0) >>> 0, ex.tcpEndpoint(farChild, 1)], [OUTSIDE, 8080]);
   checkWire(t, net);
 });
 

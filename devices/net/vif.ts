@@ -16,6 +16,7 @@ import { DeviceError, XenbusDevice, stateName, type DetachOptions, type XenbusPl
 import { NetBackend, type NetBackendStats } from './backend.ts';
 import { VirtualSwitch, type PortStats, type Rate, type SwitchPort } from './switch.ts';
 import { defaultMac, formatIp, formatMac, parseIp, parseMac } from './frame.ts';
+import { NatGateway, type NatForward, type NatOptions, type NatStats } from './nat/gateway.ts';
 
 export type { DetachOptions } from '../xenbus.ts';
 
@@ -118,10 +119,21 @@ interface Vif {
   teardown?: Promise<void>;
 }
 
+/** The NAT gateway as listings show it (`wv nat list`). */
+export interface NatInfo {
+  enabled: boolean;
+  address?: string;
+  netmask?: string;
+  outbound?: NatStats;
+  forwards: Array<{ host: string; port: number; target: string; stats: NatStats }>;
+}
+
 export class NetDevices {
   readonly switch: VirtualSwitch;
   readonly #p: XenbusPlatform;
   readonly #vifs = new Map<number, Map<number, Vif>>();
+  #nat: NatGateway | undefined;
+  #natDefaults = false;
 
   constructor(platform: XenbusPlatform, sw: VirtualSwitch = new VirtualSwitch()) {
     this.#p = platform;
@@ -174,6 +186,7 @@ export class NetDevices {
     holder.vif = vif;
     mine.set(n, vif);
     this.#vifs.set(domid, mine);
+    if (this.#natDefaults && n === 0) void this.natDomain(domid);
     this.#p.log('info', `net: ${name} attached: ${mac}${s.ips.length ? ` ${s.ips.join(' ')}` : ''}${s.rate ? `, ${s.rate.bytes} bytes per ${s.rate.usecs} us` : ''}`);
     return this.#info(vif);
   }
@@ -211,6 +224,72 @@ export class NetDevices {
       this.#p.log('info', `net: ${vif.name} detached`);
     })();
     return vif.teardown;
+  }
+
+  /** The NAT gateway, once enableNat has been called. */
+  get nat(): NatGateway | undefined { return this.#nat; }
+
+  /**
+   * Put the NAT gateway on the switch (docs/net.md, "NAT and port forwards").
+   * With `defaultForwards`, every domain that gets a vif 0 from now on gets
+   * the Demo CD's forwards (natDomain). Enabling it twice returns the same gateway.
+   */
+  enableNat(o: Omit<NatOptions, 'switch' | 'log'> & { defaultForwards?: boolean } = {}): NatGateway {
+    if (this.#nat) return this.#nat;
+    const { defaultForwards, ...rest } = o;
+    this.#nat = new NatGateway({ ...rest, switch: this.switch, log: (level, msg) => this.#p.log(level, msg) });
+    this.#natDefaults = defaultForwards ?? false;
+    this.#p.log('info', `net: NAT gateway at ${this.#nat.address}/${this.#nat.netmask}`);
+    if (this.#natDefaults) for (const d of this.#vifs.keys()) void this.natDomain(d);
+    return this.#nat;
+  }
+
+  /**
+   * Forward host 127.0.0.1:`hostPort` to domain `domid`'s `port`, at the
+   * address its vif 0 has when each connection arrives (a domain that is
+   * gone: connections are refused and counted).
+   */
+  forward(hostPort: number, domid: number, port: number, host = '127.0.0.1'): Promise<NatForward> {
+    const nat = this.#nat;
+    if (!nat) throw new NetDeviceError('NAT is not enabled (enableNat first)');
+    return nat.forward({ host, port: hostPort }, {
+      port, name: `domain ${domid} port ${port}`,
+      resolve: () => this.#vifs.get(domid)?.get(0)?.port.addresses[0],
+    });
+  }
+
+  /**
+   * The Demo CD's xen_nat_enable for one domain: its port 22 at
+   * 127.0.0.1:2200+N and port 80 at 127.0.0.1:8000+N. A host port that is
+   * taken is reported (logged, and in `failed`), not fatal.
+   */
+  async natDomain(domid: number): Promise<{ forwards: NatForward[]; failed: string[] }> {
+    const forwards: NatForward[] = [];
+    const failed: string[] = [];
+    for (const [base, port] of [[2200, 22], [8000, 80]] as const) {
+      try {
+        forwards.push(await this.forward(base + domid, domid, port));
+      } catch (err) {
+        failed.push((err as Error).message);
+        this.#p.log('warn', `net: ${(err as Error).message}`);
+      }
+    }
+    return { forwards, failed };
+  }
+
+  /** The gateway, its outbound counters and every forward with its counters. */
+  natInfo(): NatInfo {
+    const nat = this.#nat;
+    if (!nat) return { enabled: false, forwards: [] };
+    return {
+      enabled: true, address: nat.address, netmask: nat.netmask, outbound: { ...nat.outbound },
+      forwards: nat.forwards.map((f) => ({ host: f.host, port: f.port, target: f.target, stats: { ...f.stats } })),
+    };
+  }
+
+  /** Close the NAT gateway (its forwards and connections). */
+  async close(): Promise<void> {
+    await this.#nat?.close();
   }
 
   /** A domain is gone: its vifs leave the switch. */

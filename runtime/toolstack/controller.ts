@@ -30,6 +30,7 @@ const OPS: readonly Op[] = [
   'store-ls', 'store-read', 'store-write', 'store-rm',
   'block-attach', 'block-detach', 'block-list',
   'network-attach', 'network-detach', 'network-list', 'vif-addip', 'vif-rate',
+  'nat-forward', 'nat-list',
   'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
@@ -196,6 +197,13 @@ export function parseAction(v: unknown): Action {
       if (bytes !== undefined) { a.bytes = bytes; a.usecs = usecs!; }
       return a;
     }
+    case 'nat-forward': {
+      const a: Action = { op: 'nat-forward', dom: domRef(o), port: wholeNumber(o, 'port', 65535) ?? 0, guestPort: wholeNumber(o, 'guestPort', 65535) ?? 0 };
+      const host = field(o, 'host', 'string', true);
+      if (host !== undefined) a.host = host as string;
+      return a;
+    }
+    case 'nat-list': return { op: 'nat-list' };
     case 'vd-create': return { op: 'vd-create', name: field(o, 'name', 'string', false) as string, size: vdSize(o) };
     case 'vd-list': return { op: 'vd-list' };
     case 'vd-delete': return { op: 'vd-delete', name: field(o, 'name', 'string', false) as string };
@@ -402,6 +410,12 @@ export class Controller {
         const id = hv.domain(a.dom).id;
         return a.bytes === undefined ? hv.net.list(id, a.vif)[0]! : hv.net.setRate(id, a.vif, { bytes: a.bytes, usecs: a.usecs! });
       }
+      case 'nat-forward': {
+        hv.net.enableNat();
+        const f = await hv.net.forward(a.port, hv.domain(a.dom).id, a.guestPort, a.host);
+        return { host: f.host, port: f.port, target: f.target };
+      }
+      case 'nat-list': return hv.net.natInfo();
       case 'vd-create': {
         const d = await this.virtualDisks.create(a.name, a.size);
         hv.kernel.log.info(`virtual disk ${d.name} created (${d.sizeBytes} bytes)`);

@@ -14,7 +14,7 @@
 import type { DomainConfig, DomainInfo, SchedSettings } from '../hypervisor.ts';
 import type { VirtualDiskInfo } from '../../devices/blk/vdisk.ts';
 import type { VbdInfo } from '../../devices/blk/vbd.ts';
-import type { VifInfo } from '../../devices/net/vif.ts';
+import type { NatInfo, VifInfo } from '../../devices/net/vif.ts';
 
 /** Bumped when an action or result changes shape; both sides must agree. */
 export const PROTOCOL_VERSION = 1;
@@ -68,7 +68,10 @@ export type Action =
   | { op: 'network-detach'; dom: DomRef; vif: string | number; force?: boolean; timeoutMs?: number }
   | { op: 'network-list'; dom?: DomRef; vif?: string | number }
   | { op: 'vif-addip'; dom: DomRef; vif: string | number; ip: string }
-  | { op: 'vif-rate'; dom: DomRef; vif: string | number; bytes?: number; usecs?: number };
+  | { op: 'vif-rate'; dom: DomRef; vif: string | number; bytes?: number; usecs?: number }
+  /** The NAT gateway (enabled by the first forward): host `host`:`port` (0: any free) to the domain's `guestPort`; the list. */
+  | { op: 'nat-forward'; host?: string; port: number; dom: DomRef; guestPort: number }
+  | { op: 'nat-list' };
 
 export type Op = Action['op'];
 
@@ -126,6 +129,8 @@ export interface Results {
   'network-list': VifInfo[];
   'vif-addip': VifInfo;
   'vif-rate': VifInfo;
+  'nat-forward': { host: string; port: number; target: string };
+  'nat-list': NatInfo;
 }
 
 export interface Request { v: number; id: number; action: Action }

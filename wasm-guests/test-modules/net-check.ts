@@ -5,7 +5,7 @@
 // for sockets passes through `buffer()`, which the test reads and writes
 // directly; sockets are named by small integer handles.
 import {
-  NetLink, NetStack, NetOptions, TcpSocket, UdpSocket, UdpEndpoint, PingReply, NetConfig, NetStat, netStatName,
+  TcpAdmit, NetLink, NetStack, NetOptions, TcpSocket, UdpSocket, UdpEndpoint, PingReply, NetConfig, NetStat, netStatName,
   parseIpv4, formatIpv4, parseMacAddress, formatMacAddress,
 } from "../sdk/index";
 
@@ -156,6 +156,26 @@ export function tcpConnect(h: i32, ip: u32, port: u32): i32 {
 
 export function tcpListen(h: i32, port: u32, backlog: i32): i32 {
   return tcp(h).listen(port, backlog);
+}
+
+/** Refuses one port (0: none), for listenAny. */
+class RefusePort extends TcpAdmit {
+  port: u32;
+  constructor(port: u32) {
+    super();
+    this.port = port;
+  }
+  admit(dst: u32, dport: u32, src: u32, sport: u32): bool {
+    return dport != this.port;
+  }
+}
+
+export function tcpListenAny(h: i32, backlog: i32, refuse: u32): i32 {
+  return tcp(h).listenAny(backlog, refuse == 0 ? null : new RefusePort(refuse));
+}
+
+export function setAnyDestination(which: i32, on: bool): void {
+  stack(which).iface.anyDestination = on;
 }
 
 export function tcpAccept(h: i32): i32 {

@@ -2,7 +2,7 @@
 // its vif 0, then powers off. cmdline: target=169.254.1.1 count=3 path=/
 // port=80, and its own address as on the Demo CD (ip=..., LINKLOCAL=...) or
 // from the vif's addresses. bulk=N (MiB) instead sends N MiB to the
-// target's discard port (9) and reports the throughput.
+// target's discard port (9, or port=) and reports the throughput.
 import {
   println, print, poweroff, shutdown, block, now, cmdline, cmdlineArg, SHUTDOWN_CRASH,
   NetFront, netfrontError, NetStack, TcpSocket, TcpState, PingReply, parseIpv4, formatIpv4,
@@ -38,11 +38,11 @@ function spin(deadline: u64): void {
   block(next == 0 || next > deadline ? deadline : next);
 }
 
-/** Send `mib` MiB to the target's discard port; report when the last byte is acknowledged. */
+/** Send `mib` MiB to the target's discard port (port=, default 9); report when the last byte is acknowledged. */
 function sendBulk(target: u32, mib: u32): void {
   const s = changetype<NetStack>(stack);
   const sock = changetype<TcpSocket>(s.tcpSocket());
-  if (sock.connect(target, 9) < 0) return fail("connect failed");
+  if (sock.connect(target, <u32>I32.parseInt(cmdlineArg("port", "9"))) < 0) return fail("connect failed");
   const until = now() + 60000000000;
   while (sock.state != TcpState.Established && sock.state != TcpState.Closed && now() < until) spin(until);
   if (sock.state != TcpState.Established) return fail("cannot connect to the discard port (" + sock.error.toString() + ")");

@@ -108,7 +108,8 @@ export class Icmp {
     const type = <u32>load<u8>(p);
     if (type == ICMP_ECHO_REQUEST && load<u8>(p + 1) == 0) {
       stats.inc(NetStat.IcmpEchoRequestsIn);
-      if (pkt.broadcast || len > IP_MAX_PAYLOAD) return;
+      // Only our own addresses answer: with anyDestination (a NAT gateway) others reach us too, and are not us.
+      if (pkt.broadcast || len > IP_MAX_PAYLOAD || !this.ip.iface.isLocal(pkt.dst)) return;
       const q = this.ip.payload();
       memory.copy(q, p, len);
       store<u8>(q, <u8>ICMP_ECHO_REPLY);

@@ -33,6 +33,11 @@ export class NetInterface {
   count: i32 = 0;
   /** The default gateway, or 0. */
   gateway: u32 = 0;
+  /**
+   * Take IPv4 datagrams for any unicast address, not only ours (a NAT
+   * gateway that terminates connections for the addresses it routes to).
+   */
+  anyDestination: bool = false;
 
   constructor(link: NetLink, mac: u64, stats: NetStats) {
     this.link = link;

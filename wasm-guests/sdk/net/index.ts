@@ -3,7 +3,7 @@
 // UDP and TCP, with a socket-like API. See stack.ts for the loop a guest runs.
 export { NetLink } from "./link";
 export { NetStack, NetOptions } from "./stack";
-export { TcpSocket, TcpState, TCP_MSS, TCP_RTO_INITIAL_NS, TCP_RTO_MIN_NS, TCP_RTO_MAX_NS, TCP_SYN_RETRIES, TCP_DATA_RETRIES, TCP_TIME_WAIT_NS } from "./tcp";
+export { TcpSocket, TcpAdmit, TcpState, TCP_MSS, TCP_RTO_INITIAL_NS, TCP_RTO_MIN_NS, TCP_RTO_MAX_NS, TCP_SYN_RETRIES, TCP_DATA_RETRIES, TCP_TIME_WAIT_NS } from "./tcp";
 export { UdpSocket, UdpEndpoint, UDP_MAX_PAYLOAD } from "./udp";
 export { PingReply, PING_MAX_PAYLOAD } from "./icmp";
 export { NetStats, NetStat, netStatName } from "./stats";

@@ -111,11 +111,11 @@ export class Ipv4 {
     }
     let broadcast = false;
     if (!iface.isLocal(dst)) {
-      if (!iface.isBroadcast(dst)) {
+      if (iface.isBroadcast(dst)) broadcast = true;
+      else if (!iface.anyDestination || dst == 0 || (dst >> 24) >= 224) {
         stats.inc(NetStat.DropIpNotForUs);
         return false;
       }
-      broadcast = true;
     }
     pkt.src = src;
     pkt.dst = dst;

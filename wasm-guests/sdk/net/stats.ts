@@ -80,6 +80,8 @@ export enum NetStat {
   TcpActiveOpens,
   TcpPassiveOpens,
   TcpGiveUps,
+  /** SYNs a listener on every port refused with a RST (its TcpAdmit said no). */
+  TcpRefused,
   Count,
 }
 
@@ -136,6 +138,7 @@ export function netStatName(s: i32): string {
     case NetStat.TcpActiveOpens: return "tcp-active-opens";
     case NetStat.TcpPassiveOpens: return "tcp-passive-opens";
     case NetStat.TcpGiveUps: return "tcp-give-ups";
+    case NetStat.TcpRefused: return "tcp-refused";
     default: return "";
   }
 }

@@ -95,6 +95,16 @@ class TcpSegment {
   mss: u32 = NO_MSS;
 }
 
+/**
+ * Decides, when a SYN reaches a listener on every port (listenAny), whether
+ * the connection may be set up: false answers the SYN with a RST (connection
+ * refused). Addresses and ports are the segment's: dst and dport are what
+ * the peer asked for.
+ */
+export abstract class TcpAdmit {
+  abstract admit(dst: u32, dport: u32, src: u32, sport: u32): bool;
+}
+
 @inline function inWindow(x: u32, start: u32, wnd: u32): bool {
   return seqGe(x, start) && seqLt(x, start + wnd);
 }
@@ -118,6 +128,9 @@ export class TcpSocket {
   /** When it was established, for accept's order. */
   order: u32 = 0;
   private backlog: i32 = 0;
+  /** A listener on every port (listenAny), and what it asks before it answers a SYN. */
+  anyPort: bool = false;
+  private admitter: TcpAdmit | null = null;
   private st: TcpState = TcpState.Closed;
   private err: i32 = 0;
   /** Addresses and ports (a listener's localIp is 0: every address). */
@@ -225,6 +238,8 @@ export class TcpSocket {
     this.parent = null;
     this.order = 0;
     this.backlog = 0;
+    this.anyPort = false;
+    this.admitter = null;
     this.st = TcpState.Closed;
     this.err = 0;
     this.localIp = 0;
@@ -309,6 +324,26 @@ export class TcpSocket {
     if (this.tcp.listener(port) != null) return -NET_EADDRINUSE;
     this.localPort = port;
     this.localIp = 0;
+    this.backlog = max(backlog, 1);
+    this.st = TcpState.Listen;
+    return 0;
+  }
+
+  /**
+   * Listen on every port of every local address (with
+   * NetInterface.anyDestination, of every address): a SYN no connection or
+   * port listener takes comes here, and `admit` (if any) decides whether it
+   * is answered or refused with a RST. Children have the local address and
+   * port the peer asked for. At most one such listener per stack. 0 or
+   * -NET_EBADF, -NET_EINVAL, -NET_EADDRINUSE.
+   */
+  listenAny(backlog: i32, admit: TcpAdmit | null): i32 {
+    if (!this.held) return -NET_EBADF;
+    if (this.st != TcpState.Closed || this.remotePort != 0 || this.localPort != 0) return -NET_EINVAL;
+    if (this.tcp.anyListener() != null) return -NET_EADDRINUSE;
+    this.localIp = 0;
+    this.anyPort = true;
+    this.admitter = admit;
     this.backlog = max(backlog, 1);
     this.st = TcpState.Listen;
     return 0;
@@ -472,6 +507,12 @@ export class TcpSocket {
     }
     if ((flags & SYN) == 0) return;
     const stats = this.tcp.ip.iface.stats;
+    const admit = this.admitter;
+    if (admit != null && !admit.admit(seg.dst, seg.dport, seg.src, seg.sport)) {
+      stats.inc(NetStat.TcpRefused);
+      this.tcp.sendReset(seg);
+      return;
+    }
     if (this.tcp.childCount(this) >= this.backlog) {
       stats.inc(NetStat.DropTcpBacklog);
       return;
@@ -1136,10 +1177,19 @@ export class Tcp {
     return false;
   }
 
+  /** The listener on every port (listenAny), if any. */
+  anyListener(): TcpSocket | null {
+    for (let i = 0; i < this.sockets.length; i++) {
+      const s = unchecked(this.sockets[i]);
+      if (s.inUse && s.anyPort && s.state == TcpState.Listen) return s;
+    }
+    return null;
+  }
+
   listener(port: u32): TcpSocket | null {
     for (let i = 0; i < this.sockets.length; i++) {
       const s = unchecked(this.sockets[i]);
-      if (s.inUse && s.state == TcpState.Listen && s.localPort == port) return s;
+      if (s.inUse && s.state == TcpState.Listen && s.localPort == port && !s.anyPort) return s;
     }
     return null;
   }
@@ -1222,7 +1272,7 @@ export class Tcp {
         return s;
       }
     }
-    return listener;
+    return listener != null ? listener : this.anyListener();
   }
 
   input(pkt: IpPacket): void {
