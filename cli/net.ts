@@ -127,6 +127,18 @@ export function addNetCommands(program: Command): void {
       const r = await call(cmd, { op: 'nat-forward', ...(f[1] ? { host: f[1] } : {}), port: Number(f[2]), dom: domArg(d[1]!), guestPort: Number(d[2]) });
       if (opts.json) json(r); else process.stdout.write(`wv: forwarding ${r.host}:${r.port} to ${r.target}\n`);
     });
+  nat.command('enable').description('the Demo CD\'s xen_nat_enable: domain N\'s port 22 at 127.0.0.1:2200+N and port 80 at 127.0.0.1:8000+N')
+    .argument('[domain]', 'id or name')
+    .option('-a, --all', 'every domain with a vif, and each one created later')
+    .option('--json', 'print the forwards as JSON')
+    .action(async (dom: string | undefined, opts: { all?: boolean; json?: boolean }, cmd: Command) => {
+      if ((dom === undefined) === !opts.all) throw new InvalidArgumentError('arguments', 'give a domain, or --all');
+      const r = await call(cmd, opts.all ? { op: 'nat-enable', all: true } : { op: 'nat-enable', dom: domArg(dom!) });
+      if (opts.json) return json(r);
+      for (const f of r.forwards) process.stdout.write(`wv: forwarding ${f.host}:${f.port} to ${f.target}\n`);
+      for (const f of r.failed) process.stderr.write(`wv: ${f}\n`);
+      if (r.all) process.stdout.write('wv: domains created from now on get these forwards too\n');
+    });
   nat.command('list').description('the gateway, its forwards and their counters (connections open, total, refused; bytes each way)')
     .option('--json', 'print them as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {

@@ -30,7 +30,7 @@ const OPS: readonly Op[] = [
   'store-ls', 'store-read', 'store-write', 'store-rm',
   'block-attach', 'block-detach', 'block-list',
   'network-attach', 'network-detach', 'network-list', 'vif-addip', 'vif-rate',
-  'nat-forward', 'nat-list',
+  'nat-forward', 'nat-list', 'nat-enable',
   'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
@@ -204,6 +204,11 @@ export function parseAction(v: unknown): Action {
       return a;
     }
     case 'nat-list': return { op: 'nat-list' };
+    case 'nat-enable': {
+      const all = field(o, 'all', 'boolean', true) as boolean | undefined;
+      if ((o.dom === undefined) === !all) throw new InvalidArgumentError('action', 'nat-enable takes a domain, or all: true');
+      return all ? { op: 'nat-enable', all: true } : { op: 'nat-enable', dom: domRef(o) };
+    }
     case 'vd-create': return { op: 'vd-create', name: field(o, 'name', 'string', false) as string, size: vdSize(o) };
     case 'vd-list': return { op: 'vd-list' };
     case 'vd-delete': return { op: 'vd-delete', name: field(o, 'name', 'string', false) as string };
@@ -416,6 +421,19 @@ export class Controller {
         return { host: f.host, port: f.port, target: f.target };
       }
       case 'nat-list': return hv.net.natInfo();
+      case 'nat-enable': {
+        const ids = a.all ? hv.list().filter((d) => d.id !== 0 && hv.net.list(d.id).length > 0).map((d) => d.id) : [hv.domain(a.dom!).id];
+        if (a.all) hv.net.enableNat({ defaultForwards: true });
+        else hv.net.enableNat();
+        const forwards: Results['nat-enable']['forwards'] = [];
+        const failed: string[] = [];
+        for (const id of ids) {
+          const r = await hv.net.natDomain(id);
+          forwards.push(...r.forwards.map((f) => ({ host: f.host, port: f.port, target: f.target })));
+          failed.push(...r.failed);
+        }
+        return { forwards, failed, all: a.all ?? false };
+      }
       case 'vd-create': {
         const d = await this.virtualDisks.create(a.name, a.size);
         hv.kernel.log.info(`virtual disk ${d.name} created (${d.sizeBytes} bytes)`);

@@ -71,7 +71,9 @@ export type Action =
   | { op: 'vif-rate'; dom: DomRef; vif: string | number; bytes?: number; usecs?: number }
   /** The NAT gateway (enabled by the first forward): host `host`:`port` (0: any free) to the domain's `guestPort`; the list. */
   | { op: 'nat-forward'; host?: string; port: number; dom: DomRef; guestPort: number }
-  | { op: 'nat-list' };
+  | { op: 'nat-list' }
+  /** The CD's xen_nat_enable: domain N's port 22 at 127.0.0.1:2200+N and 80 at 8000+N (`all`: every domain, and each one created later). */
+  | { op: 'nat-enable'; dom?: DomRef; all?: boolean };
 
 export type Op = Action['op'];
 
@@ -131,6 +133,7 @@ export interface Results {
   'vif-rate': VifInfo;
   'nat-forward': { host: string; port: number; target: string };
   'nat-list': NatInfo;
+  'nat-enable': { forwards: Array<{ host: string; port: number; target: string }>; failed: string[]; all: boolean };
 }
 
 export interface Request { v: number; id: number; action: Action }

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import http from 'node:http';
 
 const wvPath = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
 
@@ -65,6 +66,24 @@ t.test('vifs from a config, run-time changes, listings and errors through wv', a
     t.not(r.status, 0, args.join(' '));
     t.match(r.stderr, why, args.join(' '));
   }
+  // The CD's xen_nat_enable: domain 1's port 80 at 127.0.0.1:8001 (22 at 2201); real HTTP from the host.
+  const en = wv('nat', 'enable', 'web', '--json');
+  t.equal(en.status, 0, en.stderr);
+  const r = JSON.parse(en.stdout) as { forwards: Array<{ host: string; port: number; target: string }>; failed: string[] };
+  const web80 = r.forwards.find((f) => f.port === 8001);
+  if (web80) {
+    t.equal(web80.target, 'domain 1 port 80');
+    const page = await new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: 8001, path: '/' }, (res) => { let b = ''; res.on('data', (d) => { b += d; }); res.on('end', () => resolve(b)); }).on('error', reject);
+    });
+    t.match(page, /Served by domain 1 \(web\)/, 'the page came through the forward');
+  } else {
+    t.match(r.failed.join('\n'), /8001/, 'port 8001 was taken on this host: reported, not fatal');
+  }
+  t.match(wv('nat', 'list').stdout, /127\.0\.0\.1:8001 -> /);
+  const both = wv('nat', 'enable');
+  t.not(both.status, 0);
+  t.match(both.stderr, /give a domain, or --all/);
   writeFileSync(join(dir, 'bad.cfg'), `kernel = "netd"\nvif = [ 'ip=169.254.1.7,speed=9' ]\n`);
   const bad = wv('create', '-f', join(dir, 'bad.cfg'));
   t.not(bad.status, 0);
