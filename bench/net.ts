@@ -69,6 +69,7 @@ async function loopbackTcp(bytes: number): Promise<number> {
 
 async function domainTcp(hv: Hypervisor, mib: number): Promise<number> {
   const srv = await hv.createDomain({ image: guestPath('netd'), name: 'sink', memory: 32, vifs: ['ip=169.254.1.1'] });
+  await until(() => srv.consoleText().includes('up on vif 0'), 30_000);
   const cli = await hv.createDomain({ image: guestPath('netclient'), name: 'bulk', memory: 32, cmdline: `target=169.254.1.1 bulk=${mib}`, vifs: ['ip=169.254.1.2'], onPoweroff: 'preserve' });
   if (!(await until(() => /sent \d+ bytes in \d+ us/.test(cli.consoleText()), 120_000))) throw new Error(`bulk transfer did not finish: ${cli.consoleText()}`);
   const m = /sent (\d+) bytes in (\d+) us/.exec(cli.consoleText())!;
@@ -98,6 +99,7 @@ async function natTcp(hv: Hypervisor, mib: number): Promise<number> {
 
 async function pingRtts(hv: Hypervisor, count: number): Promise<number[]> {
   const srv = await hv.createDomain({ image: guestPath('netd'), name: 'echo', memory: 32, vifs: ['ip=169.254.1.1'] });
+  await until(() => srv.consoleText().includes('up on vif 0'), 30_000);
   const cli = await hv.createDomain({ image: guestPath('netclient'), name: 'ping', memory: 32, cmdline: `target=169.254.1.1 count=${count} port=9 path=/`, vifs: ['ip=169.254.1.2'], onPoweroff: 'preserve' });
   if (!(await until(() => cli.consoleText().includes('packets transmitted'), 120_000))) throw new Error(`ping did not finish: ${cli.consoleText()}`);
   const rtts = [...cli.consoleText().matchAll(/time=(\d+\.\d+) ms/g)].map((m) => Number(m[1]));

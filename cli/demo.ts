@@ -132,6 +132,8 @@ export async function runNetDemo(opts: NetDemoOptions): Promise<boolean> {
     };
     const srv = await hv.createDomain({ image: guestPath('netd'), name: 'web', memory: 32, cmdline: 'ip=169.254.1.1:::255.255.0.0::eth0:off', vifs: ['ip=169.254.1.1'], ...keep });
     show(srv);
+    // The client's first ping must find the server listening.
+    for (let i = 0; i < 600 && !srv.consoleText().includes('up on vif 0'); i++) await new Promise((r) => setTimeout(r, 50));
     const cli = await hv.createDomain({
       image: guestPath('netclient'), name: 'client', memory: 32, vifs: ['ip=169.254.1.2'], ...keep,
       cmdline: `ip=169.254.1.2:::255.255.0.0::eth0:off target=169.254.1.1 count=${opts.count}`,

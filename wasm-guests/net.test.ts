@@ -82,6 +82,10 @@ interface NetCheck {
   udpOpen(which: number): number;
   udpBind(h: number, port: number): number;
   udpPort(h: number): number;
+  udpBindAny(h: number): number;
+  udpSendFrom(h: number, src: number, sport: number, ip: number, port: number, off: number, len: number): number;
+  fromDstIp(): number;
+  fromDstPort(): number;
   udpSendTo(h: number, ip: number, port: number, off: number, len: number): number;
   udpRecvFrom(h: number, off: number, cap: number): number;
   fromIp(): number;
@@ -1044,6 +1048,52 @@ t.test('a listener on every port (listenAny), with admission, and every address 
     return farChild >= 0 && ex.tcpState(far) === St.Established;
   }, null, { maxTime: 10n * SECOND }), 'with anyDestination the SYN is answered (when retried)');
   t.same([ex.tcpEndpoint(farChild, 0) >>> 0, ex.tcpEndpoint(farChild, 1)], [OUTSIDE, 8080]);
+  checkWire(t, net);
+});
+
+t.test('UDP on every port (bindAny) and every address (anyDestination), answered from any source (sendFrom)', async (t) => {
+  const net = Net.pair();
+  const ex = net.ex;
+  const any = ex.udpOpen(B);
+  const other = ex.udpOpen(B);
+  t.equal(ex.udpSendFrom(any, IP_B, 53, IP_A, 5000, 0, 4), -EINVAL, 'sendFrom needs bindAny');
+  t.equal(ex.udpBindAny(any), 0);
+  t.equal(ex.udpBindAny(other), -EADDRINUSE, 'one catch-all per stack');
+  t.equal(ex.udpBindAny(any), -EINVAL, 'bound already');
+  t.equal(ex.udpBind(any, 99), -EINVAL, 'a catch-all has no port');
+  t.equal(ex.udpBind(other, 53), 0, 'a bound port still takes its own datagrams');
+  const ua = ex.udpOpen(A);
+  t.equal(ex.udpBind(ua, 5000), 0);
+  const OUTSIDE = ipOf('10.1.2.3');
+  ex.setAddress(A, IP_A, MASK16, IP_B);
+  ex.setAnyDestination(B, true);
+  const d = randomBytes(300, 7);
+  net.write(d);
+  t.equal(ex.udpSendTo(ua, OUTSIDE, 4444, 0, d.length), d.length);
+  t.equal(ex.udpSendTo(ua, IP_B, 53, 0, 8), 8);
+  let n = -1;
+  net.run(() => (n = ex.udpRecvFrom(any, 4096, 2048)) >= 0);
+  t.equal(n, 300);
+  t.ok(Buffer.compare(net.read(4096, 300), d) === 0, 'byte-exact');
+  t.same([ex.fromIp() >>> 0, ex.fromPort(), ex.fromDstIp() >>> 0, ex.fromDstPort()], [IP_A, 5000, OUTSIDE, 4444], 'with its source and destination');
+  t.equal(ex.udpRecvFrom(any, 4096, 2048), -EAGAIN, 'port 53 went to its own socket');
+  t.equal(ex.udpRecvFrom(other, 4096, 2048), 8);
+  t.equal(ex.fromDstPort(), 53);
+  // The reply comes from the address and port A sent to, though neither is B's.
+  const back = randomBytes(200, 8);
+  net.write(back);
+  t.equal(ex.udpSendFrom(any, OUTSIDE, 4444, IP_A, 5000, 0, back.length), back.length);
+  t.equal(ex.udpSendFrom(any, OUTSIDE, 0, IP_A, 5000, 0, 1), -EINVAL, 'source port 0');
+  t.equal(ex.udpSendFrom(any, 0, 4444, IP_A, 5000, 0, 1), -EINVAL, 'source address 0');
+  t.equal(ex.udpSendFrom(any, OUTSIDE, 4444, IP_A, 5000, 0, 1473), -EMSGSIZE);
+  net.run(() => (n = ex.udpRecvFrom(ua, 4096, 2048)) >= 0);
+  t.equal(n, 200);
+  t.ok(Buffer.compare(net.read(4096, 200), back) === 0, 'the reply is exact');
+  t.same([ex.fromIp() >>> 0, ex.fromPort()], [OUTSIDE, 4444]);
+  ex.udpClose(any);
+  t.equal(ex.udpBindAny(other), -EINVAL, 'other is bound to 53');
+  const again = ex.udpOpen(B);
+  t.equal(ex.udpBindAny(again), 0, 'closing frees the catch-all');
   checkWire(t, net);
 });
 

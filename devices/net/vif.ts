@@ -125,7 +125,9 @@ export interface NatInfo {
   address?: string;
   netmask?: string;
   outbound?: NatStats;
-  forwards: Array<{ host: string; port: number; target: string; stats: NatStats }>;
+  /** Outbound UDP: flows (guest source address and port) and refused datagrams. */
+  udpOutbound?: NatStats;
+  forwards: Array<{ protocol: 'tcp' | 'udp'; host: string; port: number; target: string; stats: NatStats }>;
 }
 
 export class NetDevices {
@@ -247,13 +249,14 @@ export class NetDevices {
   /**
    * Forward host 127.0.0.1:`hostPort` to domain `domid`'s `port`, at the
    * address its vif 0 has when each connection arrives (a domain that is
-   * gone: connections are refused and counted).
+   * gone: connections are refused and counted). `protocol` 'udp' relays
+   * datagrams instead (NatGateway.forward).
    */
-  forward(hostPort: number, domid: number, port: number, host = '127.0.0.1'): Promise<NatForward> {
+  forward(hostPort: number, domid: number, port: number, host = '127.0.0.1', protocol: 'tcp' | 'udp' = 'tcp'): Promise<NatForward> {
     const nat = this.#nat;
     if (!nat) throw new NetDeviceError('NAT is not enabled (enableNat first)');
-    return nat.forward({ host, port: hostPort }, {
-      port, name: `domain ${domid} port ${port}`,
+    return nat.forward({ host, port: hostPort, protocol }, {
+      port, name: `domain ${domid} ${protocol === 'udp' ? 'udp ' : ''}port ${port}`,
       resolve: () => this.#vifs.get(domid)?.get(0)?.port.addresses[0],
     });
   }
@@ -282,8 +285,8 @@ export class NetDevices {
     const nat = this.#nat;
     if (!nat) return { enabled: false, forwards: [] };
     return {
-      enabled: true, address: nat.address, netmask: nat.netmask, outbound: { ...nat.outbound },
-      forwards: nat.forwards.map((f) => ({ host: f.host, port: f.port, target: f.target, stats: { ...f.stats } })),
+      enabled: true, address: nat.address, netmask: nat.netmask, outbound: { ...nat.outbound }, udpOutbound: { ...nat.udpOutbound },
+      forwards: nat.forwards.map((f) => ({ protocol: f.protocol, host: f.host, port: f.port, target: f.target, stats: { ...f.stats } })),
     };
   }
 

@@ -1,13 +1,15 @@
 /**
  * The NAT gateway end to end (devices/net/nat): real host clients (Node's
  * http and net sockets) reach netd through port forwards, and netclient
- * reaches a Node HTTP server on the host's loopback through the gateway.
+ * reaches a Node HTTP server on the host's loopback through the gateway;
+ * UDP the same ways, with Node dgram sockets.
  * Guests use 169.254.0.1 as their default gateway; 169.254.0.2 is the host.
  */
 import t from 'tap';
 import http from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -90,6 +92,23 @@ function tryConnect(port: number): Promise<{ error?: string; data: number }> {
     s.on('error', (e: NodeJS.ErrnoException) => { error = e.code; });
     s.on('close', () => resolve({ ...(error ? { error } : {}), data }));
     s.write('hello\n');
+  });
+}
+
+/** A UDP socket on 127.0.0.1 (any port). */
+async function udpSocket(): Promise<DgramSocket> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+}
+
+/** Send `data` to 127.0.0.1:`port` from `s` and wait (up to `ms`) for one datagram back: it, or undefined. */
+function udpAsk(s: DgramSocket, port: number, data: Buffer, ms = 3000): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { s.off('message', on); resolve(undefined); }, ms);
+    const on = (msg: Buffer): void => { clearTimeout(timer); s.off('message', on); resolve(msg); };
+    s.on('message', on);
+    s.send(data, port, '127.0.0.1');
   });
 }
 
@@ -301,4 +320,99 @@ t.test('wv nat forward and wv nat list through the toolstack daemon', async (t) 
   t.equal(list.forwards[0]!.port, f.port);
   t.ok(list.forwards[0]!.stats.total >= 1 && list.forwards[0]!.stats.bytesFromGuest > 100);
   t.match(await wvAsync('nat', 'list'), /FORWARD\s+OPEN\s+TOTAL\s+REFUSED\s+TO_GUEST\s+FROM_GUEST\n127\.0\.0\.1:\d+ -> domain \d+ port 80\s+0\s+\d+\s+0/);
+});
+
+t.test('UDP forward: host datagrams to netd\'s UDP echo come back byte-exact; each host peer has its own gateway port', async (t) => {
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  const srv = await hv.createDomain({ image: guestPath('netd'), name: 'echo', memory: 32, cmdline: NETD_CMDLINE, vifs: ['ip=169.254.1.1'] });
+  const nat = hv.net.enableNat();
+  t.ok(await until(() => srv.consoleText().includes('echo on 7 (tcp, udp)'), 20_000), srv.consoleText());
+  const f = await hv.net.forward(0, srv.id, 7, '127.0.0.1', 'udp');
+  t.equal(f.protocol, 'udp');
+  t.match(f.target, /^domain \d+ udp port 7$/);
+  const a = await udpSocket();
+  const b = await udpSocket();
+  t.teardown(() => { a.close(); b.close(); });
+  let sent = 0;
+  for (const size of [1, 100, 512, 1472]) {
+    for (const s of [a, b]) {
+      const data = randomBytes(size);
+      const got = await udpAsk(s, f.port, data);
+      t.ok(got !== undefined && got.equals(data), `${size} bytes echoed byte-exact`);
+      sent += size;
+    }
+  }
+  t.equal(f.stats.total, 2, 'two host peers');
+  t.equal(f.stats.open, 2);
+  t.equal(f.stats.bytesToGuest, sent);
+  t.equal(f.stats.bytesFromGuest, sent);
+  t.same(nat.udpFlows, { outbound: 0, peers: 2 });
+  // Over one frame: dropped and counted, nothing comes back.
+  t.equal(await udpAsk(a, f.port, Buffer.alloc(1473), 500), undefined);
+  t.equal(f.stats.refused, 1);
+  t.ok(hv.dmesg().some((l) => /NAT: refused udp 127\.0\.0\.1:\d+ -> domain \d+ udp port 7: 1473 bytes is over one frame/.test(l)));
+  // A domain that is gone: refused, counted and logged.
+  await hv.destroy(srv.id);
+  t.ok(await until(() => hv.net.list().length === 0, 5_000), 'the vif left the switch');
+  t.equal(await udpAsk(b, f.port, Buffer.from('anyone?'), 300), undefined);
+  t.equal(f.stats.refused, 2);
+  await f.close();
+  t.same(nat.udpFlows, { outbound: 0, peers: 0 }, 'closing the forward forgets its peers');
+  t.equal(f.stats.open, 0);
+});
+
+t.test('UDP outbound: netclient udp=3 reaches a Node dgram echo server on the host through 169.254.0.2', async (t) => {
+  const server = createSocket('udp4');
+  const seen: Array<{ from: string; text: string }> = [];
+  server.on('message', (msg, rinfo) => {
+    seen.push({ from: rinfo.address, text: msg.toString() });
+    server.send(msg, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const port = server.address().port;
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  const nat = hv.net.enableNat({ udpIdleMs: 1000 });
+  const cli = await hv.createDomain({
+    image: guestPath('netclient'), name: 'cli', memory: 32, onPoweroff: 'preserve', vifs: ['ip=169.254.1.2'],
+    cmdline: `target=169.254.0.2 port=${port} udp=3 wait=3000 ip=169.254.1.2::169.254.0.1:255.255.0.0::eth0:off`,
+  });
+  t.ok(await until(() => cli.consoleText().includes('udp 3 sent'), 30_000), cli.consoleText());
+  const text = cli.consoleText();
+  t.match(text, /netclient: udp 3 sent, 3 replies, 3 matched/);
+  for (let i = 1; i <= 3; i++) {
+    t.match(text, new RegExp(`netclient: udp reply ${`netclient udp datagram ${i}`.length} bytes from 169\\.254\\.0\\.2:${port}: netclient udp datagram ${i}\n`), `reply ${i} came from the address and port the guest sent to`);
+  }
+  t.same(seen.map((s) => s.text), ['netclient udp datagram 1', 'netclient udp datagram 2', 'netclient udp datagram 3']);
+  t.same(new Set(seen.map((s) => s.from)), new Set(['127.0.0.1']));
+  const bytes = seen.reduce((n, s) => n + s.text.length, 0);
+  t.same({ ...nat.udpOutbound }, { open: 1, total: 1, refused: 0, reset: 0, bytesToGuest: bytes, bytesFromGuest: bytes });
+  t.ok(await until(() => nat.udpFlows.outbound === 0, 5_000), 'the idle flow closes');
+  t.equal(nat.udpOutbound.open, 0);
+});
+
+t.test('UDP outbound to a destination the allow-list does not permit is dropped, counted and logged', async (t) => {
+  const server = createSocket('udp4');
+  let hits = 0;
+  server.on('message', (msg, rinfo) => { hits++; server.send(msg, rinfo.port, rinfo.address); });
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const port = server.address().port;
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  const nat = hv.net.enableNat({ allow: ['127.0.0.1:1'] });
+  const cli = await hv.createDomain({
+    image: guestPath('netclient'), memory: 32, onPoweroff: 'preserve', vifs: ['ip=169.254.1.2'],
+    cmdline: `target=169.254.0.2 port=${port} udp=2 wait=300 ip=169.254.1.2::169.254.0.1:255.255.0.0::eth0:off`,
+  });
+  t.ok(await until(() => cli.consoleText().includes('udp 2 sent'), 30_000), cli.consoleText());
+  t.match(cli.consoleText(), /netclient: udp 2 sent, 0 replies, 0 matched/);
+  t.match(cli.consoleText(), /no udp reply to datagram 1/);
+  t.equal(hits, 0, 'nothing reached the host server');
+  t.equal(nat.udpOutbound.refused, 2);
+  t.equal(nat.udpOutbound.total, 0);
+  t.equal(nat.udpFlows.outbound, 0);
+  t.equal(hv.dmesg().filter((l) => new RegExp(`NAT: refused udp 169\\.254\\.1\\.2:\\d+ -> 169\\.254\\.0\\.2:${port}: host address 127\\.0\\.0\\.1 port ${port} is not allowed \\(allow: 127\\.0\\.0\\.1:1\\)`).test(l)).length, 2, hv.dmesg().filter((l) => l.includes('NAT')).join('\n'));
 });

@@ -7,8 +7,11 @@
 // Sockets are named by small integer handles (one per stack slot, so
 // reusing a slot reuses its handle). A SYN to any port and any address (the
 // stack takes every destination) reaches one listener, which asks the host
-// (`nat.admit`) before it answers.
-import { NetLink, NetStack, NetOptions, TcpSocket, TcpAdmit } from "../sdk/net/index";
+// (`nat.admit`) before it answers. UDP has one catch-all socket (bindAny):
+// the host reads each datagram with its source and destination
+// (`udpRecv`, `udpEndpoint`) and answers from any address and port
+// (`udpSend`).
+import { NetLink, NetStack, NetOptions, TcpSocket, TcpAdmit, UdpSocket, UdpEndpoint } from "../sdk/net/index";
 
 @external("nat", "send")
 declare function hostSend(ptr: usize, len: u32): i32;
@@ -43,6 +46,10 @@ const FRAME = heap.alloc(2048);
 let stack: NetStack | null = null;
 let listener: TcpSocket | null = null;
 const tcps = new Array<TcpSocket>();
+let udp: UdpSocket | null = null;
+const udpFrom = new UdpEndpoint();
+/** The catch-all UDP socket's receive queue: datagrams from every guest wait here until the host's next pump. */
+const UDP_QUEUE: u32 = 262144;
 
 /** Where the host puts frames for `input` and data for `send`, and finds data from `recv`. */
 export function buffer(): usize {
@@ -66,6 +73,8 @@ export function init(mac: u64, ip: u32, mask: u32, maxTcp: i32, tcpBuf: u32): i3
   const o = new NetOptions();
   if (maxTcp > 0) o.maxTcpSockets = maxTcp;
   if (tcpBuf > 0) o.tcpBufferSize = tcpBuf;
+  o.maxUdpSockets = 1;
+  o.udpBufferSize = UDP_QUEUE;
   const s = new NetStack(new HostLink(), mac, o);
   s.setAddress(ip, mask, 0);
   s.iface.anyDestination = true;
@@ -74,6 +83,10 @@ export function init(mac: u64, ip: u32, mask: u32, maxTcp: i32, tcpBuf: u32): i3
   const r = l.listenAny(64, new HostAdmit());
   if (r < 0) return r;
   listener = l;
+  const u = s.udpSocket()!;
+  const ru = u.bindAny();
+  if (ru < 0) return ru;
+  udp = u;
   return 0;
 }
 
@@ -169,4 +182,20 @@ export function socketsInUse(): i32 {
 
 export function stat(i: i32): u64 {
   return stack!.stats.get(i);
+}
+
+/** The oldest datagram a guest sent, into buffer() (at most `cap` bytes): its length, or a negative errno (-EAGAIN: none). */
+export function udpRecv(cap: u32): i32 {
+  return udp!.recvFrom(BUF, min(cap, BUF_SIZE), udpFrom);
+}
+
+/** Of the datagram udpRecv took: 0 source address, 1 source port, 2 destination address, 3 destination port. */
+export function udpEndpoint(which: i32): u32 {
+  const e = udpFrom;
+  return which == 0 ? e.ip : which == 1 ? e.port : which == 2 ? e.dstIp : e.dstPort;
+}
+
+/** Send `len` bytes from buffer() as `src`:`sport` to `dst`:`dport`: `len`, or a negative errno. */
+export function udpSend(src: u32, sport: u32, dst: u32, dport: u32, len: u32): i32 {
+  return udp!.sendFrom(src, sport, dst, dport, BUF, len);
 }

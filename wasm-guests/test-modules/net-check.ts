@@ -256,6 +256,24 @@ export function udpBind(h: i32, port: u32): i32 {
   return udps[h].bind(port);
 }
 
+export function udpBindAny(h: i32): i32 {
+  return udps[h].bindAny();
+}
+
+export function udpSendFrom(h: i32, src: u32, sport: u32, ip: u32, port: u32, off: u32, len: u32): i32 {
+  if (off > BUF_SIZE || len > BUF_SIZE - off) return -22;
+  return udps[h].sendFrom(src, sport, ip, port, BUF + off, len);
+}
+
+/** Where the datagram udpRecvFrom took was sent. */
+export function fromDstIp(): u32 {
+  return from.dstIp;
+}
+
+export function fromDstPort(): u32 {
+  return from.dstPort;
+}
+
 export function udpPort(h: i32): u32 {
   return udps[h].localPort;
 }

@@ -18,6 +18,22 @@
  *    (default: loopback only) permits the mapped host address, else it gets
  *    a RST and the refusal is logged with the reason.
  *
+ * UDP is relayed datagram by datagram through node:dgram sockets; the
+ * stack's one catch-all UDP socket takes every datagram sent through the
+ * gateway, with its destination, and answers from any address and port:
+ *
+ *  - outbound: one host socket per guest source address and port (a flow),
+ *    closed after `udpIdleMs` without traffic, at most `maxUdpFlows` (the
+ *    least recently used goes first); the destination is mapped and checked
+ *    against the allow-list as for TCP (a refused datagram is dropped,
+ *    counted in `udpOutbound.refused` and logged); a reply from a host
+ *    address and port the flow sent to comes back to the guest from the
+ *    switch address and port it sent to, anything else is dropped;
+ *  - forwards (`protocol: 'udp'`): a host socket bound to the forward's port;
+ *    each host peer (address and port) gets a gateway port, the source of
+ *    its datagrams toward the guest, and the guest's replies to that port
+ *    go back to that peer.
+ *
  * Flow control is end to end: a host socket is paused while the stack's send
  * buffer is full (and resumed when it drains), and the stack's receive
  * buffer is read only while the host socket takes writes, so a slow reader
@@ -31,6 +47,7 @@
  * reach a host address the allow-list does not permit.
  */
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { createSocket, type Socket as DgramSocket, type RemoteInfo } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, WvError } from '../../../kernel/errors.ts';
 import { formatIp, parseIp, parseMac } from '../frame.ts';
@@ -71,6 +88,9 @@ export interface NatOptions {
    * `a.b.c.d/n`, optionally `:port`. Default ['127.0.0.0/8'] (loopback only).
    */
   allow?: readonly string[];
+  /** UDP: host sockets for guests' outbound flows and peers of each UDP forward, at most (default 256) and after how long without a datagram they close (default 60000 ms). */
+  maxUdpFlows?: number;
+  udpIdleMs?: number;
   /** TCP connections the gateway's stack holds at once (default 128), and each one's buffers (default 65536, a power of two). */
   maxConnections?: number;
   bufferSize?: number;
@@ -110,12 +130,13 @@ export interface ForwardTarget {
 
 /** A port forward: host address and port to a guest's. */
 export interface NatForward {
+  readonly protocol: 'tcp' | 'udp';
   readonly host: string;
   /** The host port (the one bound, when 0 was asked for). */
   readonly port: number;
   readonly target: string;
   readonly stats: Readonly<NatStats>;
-  /** Stop listening; connections already relaying go on until they end (the gateway's close ends them). */
+  /** Stop listening (TCP: connections already relaying go on until they end, the gateway's close ends them; UDP: the socket closes). */
   close(): Promise<void>;
 }
 
@@ -142,12 +163,17 @@ interface NatExports {
   close(h: number): void;
   abortSocket(h: number): void;
   socketsInUse(): number;
+  udpRecv(cap: number): number;
+  udpEndpoint(which: number): number;
+  udpSend(src: number, sport: number, dst: number, dport: number, len: number): number;
 }
 
 /** TcpState as numbered in wasm-guests/sdk/net/tcp.ts. */
 const St = { Closed: 0, Established: 4, CloseWait: 7 } as const;
 const EAGAIN = 11;
 const ECONNREFUSED = 111;
+/** The largest UDP payload in one frame (UDP_MAX_PAYLOAD in wasm-guests/sdk/net/udp.ts). */
+const UDP_MAX_PAYLOAD = 1472;
 /** Frames from the switch waiting for the stack; more are refused (counted as the gateway port's drops). */
 const MAX_INBOX = 4096;
 
@@ -199,12 +225,58 @@ class Relay {
   }
 }
 
+/** A guest source's outbound UDP: one host socket, and the switch destinations it sent to (by host address:port) for the replies. */
+class UdpFlow {
+  readonly dests = new Map<string, { dst: number; dport: number }>();
+  last = 0;
+  readonly key: string;
+  readonly sock: DgramSocket;
+  readonly guest: number;
+  readonly gport: number;
+  constructor(key: string, sock: DgramSocket, guest: number, gport: number) {
+    this.key = key;
+    this.sock = sock;
+    this.guest = guest;
+    this.gport = gport;
+  }
+}
+
+/** A host peer of a UDP forward: its gateway port toward the guest. */
+interface UdpPeer {
+  readonly key: string;
+  readonly fwd: UdpForwardState;
+  readonly address: string;
+  readonly port: number;
+  /** The gateway port (source on 169.254.0.1) its datagrams come from toward the guest. */
+  readonly gwPort: number;
+  /** The guest address and port it was sent to (the guest's replies must come from there). */
+  guest: number;
+  gport: number;
+  last: number;
+}
+
+interface UdpForwardState {
+  readonly sock: DgramSocket;
+  readonly to: ForwardTarget;
+  readonly target: string;
+  readonly stats: NatStats;
+  readonly peers: Map<string, UdpPeer>;
+  closed: boolean;
+}
+
+/** Destinations one outbound flow remembers for its replies (the least recently used is forgotten). */
+const UDP_FLOW_DESTS = 64;
+/** First gateway port handed to UDP forward peers. */
+const UDP_PEER_PORT_FIRST = 20000;
+
 export class NatGateway {
   readonly address: string;
   readonly netmask: string;
   readonly port: SwitchPort;
   /** Outbound connections (guest to host). */
   readonly outbound: NatStats = zero();
+  /** Outbound UDP: `open` and `total` count flows (guest source address and port), `refused` datagrams dropped (not allowed, or the host socket failed). */
+  readonly udpOutbound: NatStats = zero();
   readonly #sw: VirtualSwitch;
   readonly #ex: NatExports;
   readonly #aliases = new Map<number, string>();
@@ -214,7 +286,15 @@ export class NatGateway {
   readonly #log: NonNullable<NatOptions['log']>;
   readonly #inbox: Uint8Array[] = [];
   readonly #relays = new Set<Relay>();
-  readonly #forwards = new Set<{ server: Server; info: NatForward }>();
+  readonly #forwards = new Set<{ info: NatForward }>();
+  readonly #udpFlows = new Map<string, UdpFlow>();
+  /** UDP forward peers by gateway port. */
+  readonly #udpPeers = new Map<number, UdpPeer>();
+  readonly #udpForwards = new Set<UdpForwardState>();
+  readonly #maxUdpFlows: number;
+  readonly #udpIdleMs: number;
+  #nextPeerPort = UDP_PEER_PORT_FIRST;
+  #udpSweep: NodeJS.Timeout | undefined;
   #scheduled = false;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -237,6 +317,10 @@ export class NatGateway {
     const bufferSize = o.bufferSize ?? 65536;
     if (!Number.isInteger(maxConnections) || maxConnections < 2 || maxConnections > 4096) throw new InvalidArgumentError('NAT maxConnections', `${maxConnections} is not 2..4096`);
     if (!(bufferSize >= 1024 && bufferSize <= 1 << 20 && (bufferSize & (bufferSize - 1)) === 0)) throw new InvalidArgumentError('NAT bufferSize', `${bufferSize} is not a power of two in 1 KiB..1 MiB`);
+    this.#maxUdpFlows = o.maxUdpFlows ?? 256;
+    this.#udpIdleMs = o.udpIdleMs ?? 60_000;
+    if (!Number.isInteger(this.#maxUdpFlows) || this.#maxUdpFlows < 1 || this.#maxUdpFlows > 4096) throw new InvalidArgumentError('NAT maxUdpFlows', `${this.#maxUdpFlows} is not 1..4096`);
+    if (!(this.#udpIdleMs >= 10 && this.#udpIdleMs <= 3_600_000)) throw new InvalidArgumentError('NAT udpIdleMs', `${this.#udpIdleMs} is not 10..3600000`);
     const module = o.module ?? loadModule();
     const holder: { ex?: NatExports } = {};
     const instance = new WebAssembly.Instance(module, {
@@ -262,12 +346,19 @@ export class NatGateway {
       name: 'nat', mac: o.mac ?? DEFAULT_NAT_MAC, ips: [this.address, ...[...this.#aliases.keys()].map(formatIp)], gateway: true,
       deliver: (frame) => this.#deliver(frame),
     });
+    this.#udpSweep = setInterval(() => this.#sweepUdp(), Math.max(5, Math.floor(this.#udpIdleMs / 4)));
+    this.#udpSweep.unref();
     this.#schedule();
   }
 
   /** Every forward now. */
   get forwards(): NatForward[] {
     return [...this.#forwards].map((f) => f.info);
+  }
+
+  /** Host UDP sockets open now for guests' outbound flows, and for peers of UDP forwards. */
+  get udpFlows(): { outbound: number; peers: number } {
+    return { outbound: this.#udpFlows.size, peers: this.#udpPeers.size };
   }
 
   /** Connections the gateway's stack holds (relaying, or finishing their FINs). */
@@ -283,8 +374,10 @@ export class NatGateway {
    * gone), is refused at once: the host socket is reset, and it is counted
    * and logged.
    */
-  async forward(from: { host?: string; port: number }, to: ForwardTarget): Promise<NatForward> {
+  async forward(from: { host?: string; port: number; protocol?: 'tcp' | 'udp' }, to: ForwardTarget): Promise<NatForward> {
     if (this.#closed) throw new InvalidArgumentError('NAT gateway', 'it is closed');
+    const protocol = from.protocol ?? 'tcp';
+    if (protocol !== 'tcp' && protocol !== 'udp') throw new InvalidArgumentError('forward protocol', `"${String(protocol)}" is not tcp or udp`);
     checkPort('forward host port', from.port, true);
     checkPort('forward target port', to.port);
     if (to.ip === undefined && to.resolve === undefined) throw new InvalidArgumentError('forward target', 'needs ip or resolve');
@@ -292,6 +385,7 @@ export class NatGateway {
     const host = from.host ?? '127.0.0.1';
     const target = to.name ?? `${to.ip}:${to.port}`;
     const stats = zero();
+    if (protocol === 'udp') return this.#forwardUdp(host, from.port, to, target, stats);
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (sock) => this.#incoming(sock, to, target, stats));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(new NatForwardError(`${host}:${from.port} to ${target}`, `${err.code ?? ''} ${err.message}`.trim())));
@@ -306,7 +400,7 @@ export class NatGateway {
     const entry = {
       server,
       info: {
-        host, port, target, stats,
+        protocol: 'tcp', host, port, target, stats,
         close: async (): Promise<void> => {
           this.#forwards.delete(entry);
           await new Promise<void>((r) => server.close(() => r()));
@@ -315,6 +409,37 @@ export class NatGateway {
     };
     this.#forwards.add(entry);
     this.#log('info', `NAT: forwarding ${host}:${port} to ${target}`);
+    return entry.info;
+  }
+
+  /** A UDP forward: bind the host port; datagrams go to the guest from a gateway port per host peer. */
+  async #forwardUdp(host: string, hostPort: number, to: ForwardTarget, target: string, stats: NatStats): Promise<NatForward> {
+    const sock = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', (err: NodeJS.ErrnoException) => reject(new NatForwardError(`udp ${host}:${hostPort} to ${target}`, `${err.code ?? ''} ${err.message}`.trim())));
+      sock.bind(hostPort, host, () => resolve());
+    });
+    if (this.#closed) {
+      sock.close();
+      throw new InvalidArgumentError('NAT gateway', 'it was closed while the forward was being set up');
+    }
+    sock.removeAllListeners('error');
+    sock.on('error', (err) => this.#log('error', `NAT: udp forward ${host}:${hostPort}: ${err.message}`));
+    const port = sock.address().port;
+    const state: UdpForwardState = { sock, to, target, stats, peers: new Map(), closed: false };
+    sock.on('message', (msg, rinfo) => this.#udpFromPeer(state, msg, rinfo));
+    const entry = {
+      info: {
+        protocol: 'udp', host, port, target, stats,
+        close: async (): Promise<void> => {
+          this.#forwards.delete(entry);
+          this.#closeUdpForward(state);
+        },
+      } satisfies NatForward,
+    };
+    this.#udpForwards.add(state);
+    this.#forwards.add(entry);
+    this.#log('info', `NAT: forwarding udp ${host}:${port} to ${target}`);
     return entry.info;
   }
 
@@ -329,6 +454,10 @@ export class NatGateway {
       r.sock.destroy();
     }
     this.#relays.clear();
+    clearInterval(this.#udpSweep);
+    for (const f of this.#udpFlows.values()) f.sock.close();
+    this.#udpFlows.clear();
+    for (const s of this.#udpForwards) this.#closeUdpForward(s);
     const closing = [...this.#forwards].map((f) => f.info.close());
     if (!this.port.removed) this.#sw.removePort(this.port);
     await Promise.all(closing);
@@ -376,6 +505,7 @@ export class NatGateway {
       ex.input(f.length);
     }
     for (let h = ex.accept(); h >= 0; h = ex.accept()) this.#outgoing(h);
+    this.#udpFromGuests();
     for (const r of this.#relays) this.#service(r);
     const next = ex.poll(this.#now());
     clearTimeout(this.#timer);
@@ -457,6 +587,175 @@ export class NatGateway {
     this.#relays.add(r);
     this.#wire(r);
     this.#schedule();
+  }
+
+  // ---- UDP ----
+
+  /** Every datagram guests sent through the gateway: to a forward's peer, or out to the host. */
+  #udpFromGuests(): void {
+    const ex = this.#ex;
+    const buf = ex.buffer();
+    for (;;) {
+      const n = ex.udpRecv(UDP_MAX_PAYLOAD);
+      if (n < 0) break;
+      const src = ex.udpEndpoint(0) >>> 0;
+      const sport = ex.udpEndpoint(1);
+      const dst = ex.udpEndpoint(2) >>> 0;
+      const dport = ex.udpEndpoint(3);
+      const data = Buffer.from(new Uint8Array(ex.memory.buffer, buf, n));
+      const peer = dst === this.#addr ? this.#udpPeers.get(dport) : undefined;
+      if (peer && peer.guest === src && peer.gport === sport) {
+        // A guest's reply to a forward's host peer.
+        if (peer.fwd.closed) continue;
+        peer.last = Date.now();
+        peer.fwd.stats.bytesFromGuest += n;
+        this.#dgramSend(peer.fwd.sock, data, peer.port, peer.address, `udp forward ${peer.fwd.target} to ${peer.key}`);
+        continue;
+      }
+      this.#udpOut(src, sport, dst, dport, data);
+    }
+  }
+
+  #udpOut(src: number, sport: number, dst: number, dport: number, data: Buffer): void {
+    const host = this.#hostFor(dst);
+    const what = `udp ${formatIp(src)}:${sport} -> ${formatIp(dst)}:${dport}`;
+    if (dport === 0 || !this.#allowed(host, dport)) {
+      this.udpOutbound.refused++;
+      this.#log('warn', `NAT: refused ${what}: host address ${host} port ${dport} is not allowed (allow: ${this.#allowText()})`);
+      return;
+    }
+    const key = `${src}:${sport}`;
+    let flow = this.#udpFlows.get(key);
+    if (flow) this.#udpFlows.delete(key); // re-inserted below: the map is kept in order of use
+    else {
+      if (this.#udpFlows.size >= this.#maxUdpFlows) {
+        const [oldest] = this.#udpFlows.values();
+        this.#closeFlow(oldest!, 'the flow table is full');
+      }
+      const sock = createSocket('udp4');
+      const f = new UdpFlow(key, sock, src, sport);
+      sock.on('message', (msg, rinfo) => this.#udpReply(f, msg, rinfo));
+      sock.on('error', (err: NodeJS.ErrnoException) => {
+        this.udpOutbound.refused++;
+        this.#log('warn', `NAT: ${what}: host socket ${err.code ?? err.message}`);
+      });
+      flow = f;
+      this.udpOutbound.open++;
+      this.udpOutbound.total++;
+    }
+    this.#udpFlows.set(key, flow);
+    flow.last = Date.now();
+    const dest = `${host}:${dport}`;
+    flow.dests.delete(dest); // re-inserted: the map is kept in order of use
+    flow.dests.set(dest, { dst, dport });
+    if (flow.dests.size > UDP_FLOW_DESTS) flow.dests.delete(flow.dests.keys().next().value!);
+    this.udpOutbound.bytesFromGuest += data.length;
+    this.#dgramSend(flow.sock, data, dport, host, what);
+  }
+
+  /** Send on a host socket; a failure (asynchronous or not) is logged, never thrown into the pump. */
+  #dgramSend(sock: DgramSocket, data: Buffer, port: number, host: string, what: string): void {
+    try {
+      sock.send(data, port, host, (err) => {
+        if (err) this.#log('info', `NAT: ${what}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      });
+    } catch (err) {
+      this.#log('warn', `NAT: ${what}: ${(err as Error).message}`);
+    }
+  }
+
+  /** A host reply to a flow: to the guest from the switch address and port it sent to; from anyone else, dropped. */
+  #udpReply(f: UdpFlow, msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.#closed || this.#udpFlows.get(f.key) !== f) return;
+    const d = f.dests.get(`${rinfo.address}:${rinfo.port}`);
+    if (!d || msg.length > UDP_MAX_PAYLOAD) return;
+    f.last = Date.now();
+    if (this.#toGuestUdp(d.dst, d.dport, f.guest, f.gport, msg)) this.udpOutbound.bytesToGuest += msg.length;
+  }
+
+  /** A datagram from a host peer of a UDP forward, to the guest from the peer's gateway port. */
+  #udpFromPeer(s: UdpForwardState, msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.#closed || s.closed) return;
+    const from = `${rinfo.address}:${rinfo.port}`;
+    const refuse = (why: string): void => {
+      s.stats.refused++;
+      this.#log('warn', `NAT: refused udp ${from} -> ${s.target}: ${why}`);
+    };
+    const ip = s.to.ip ?? s.to.resolve!();
+    if (ip === undefined) return refuse('it has no address (the domain is gone or has no vif)');
+    if (this.#sw.owner(ip) === undefined) return refuse(`nobody on the switch has ${ip}`);
+    if (msg.length > UDP_MAX_PAYLOAD) return refuse(`${msg.length} bytes is over one frame (${UDP_MAX_PAYLOAD})`);
+    let peer = s.peers.get(from);
+    const guest = parseIp(ip);
+    if (peer) s.peers.delete(from);
+    else {
+      if (this.#udpPeers.size >= this.#maxUdpFlows) {
+        const oldest = [...this.#udpPeers.values()].reduce((a, b) => (b.last < a.last ? b : a));
+        this.#closePeer(oldest);
+      }
+      const gwPort = this.#peerPort();
+      if (gwPort === 0) return refuse('no gateway port is free');
+      peer = { key: from, fwd: s, address: rinfo.address, port: rinfo.port, gwPort, guest, gport: s.to.port, last: 0 };
+      this.#udpPeers.set(gwPort, peer);
+      s.stats.open++;
+      s.stats.total++;
+    }
+    // The domain's address may have changed since; its replies come from the new one.
+    peer.guest = guest;
+    peer.last = Date.now();
+    s.peers.set(from, peer);
+    if (this.#toGuestUdp(this.#addr, peer.gwPort, guest, peer.gport, msg)) s.stats.bytesToGuest += msg.length;
+  }
+
+  /** A free gateway port for a forward peer, or 0. */
+  #peerPort(): number {
+    const span = 65536 - UDP_PEER_PORT_FIRST;
+    for (let i = 0; i < span; i++) {
+      const p = this.#nextPeerPort;
+      this.#nextPeerPort = p + 1 >= 65536 ? UDP_PEER_PORT_FIRST : p + 1;
+      if (!this.#udpPeers.has(p)) return p;
+    }
+    return 0;
+  }
+
+  #toGuestUdp(src: number, sport: number, dst: number, dport: number, msg: Buffer): boolean {
+    const ex = this.#ex;
+    const buf = ex.buffer();
+    new Uint8Array(ex.memory.buffer, buf, msg.length).set(msg);
+    const r = ex.udpSend(src, sport, dst, dport, msg.length);
+    // The stack may have queued an ARP request: let its timers run.
+    this.#schedule();
+    return r >= 0;
+  }
+
+  #closeFlow(f: UdpFlow, why: string): void {
+    if (this.#udpFlows.get(f.key) !== f) return;
+    this.#udpFlows.delete(f.key);
+    this.udpOutbound.open--;
+    f.sock.close();
+    if (why !== 'idle') this.#log('info', `NAT: udp flow from ${formatIp(f.guest)}:${f.gport} closed: ${why}`);
+  }
+
+  #closePeer(p: UdpPeer): void {
+    if (this.#udpPeers.get(p.gwPort) !== p) return;
+    this.#udpPeers.delete(p.gwPort);
+    p.fwd.peers.delete(p.key);
+    p.fwd.stats.open--;
+  }
+
+  #closeUdpForward(s: UdpForwardState): void {
+    if (s.closed) return;
+    s.closed = true;
+    for (const p of [...s.peers.values()]) this.#closePeer(p);
+    this.#udpForwards.delete(s);
+    s.sock.close();
+  }
+
+  /** Close the flows and forget the peers that have been quiet for udpIdleMs. */
+  #sweepUdp(): void {
+    const old = Date.now() - this.#udpIdleMs;
+    for (const f of [...this.#udpFlows.values()]) if (f.last < old) this.#closeFlow(f, 'idle');
+    for (const p of [...this.#udpPeers.values()]) if (p.last < old) this.#closePeer(p);
   }
 
   // ---- relaying ----

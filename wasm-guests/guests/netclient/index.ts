@@ -2,10 +2,12 @@
 // its vif 0, then powers off. cmdline: target=169.254.1.1 count=3 path=/
 // port=80, and its own address as on the Demo CD (ip=..., LINKLOCAL=...) or
 // from the vif's addresses. bulk=N (MiB) instead sends N MiB to the
-// target's discard port (9, or port=) and reports the throughput.
+// target's discard port (9, or port=) and reports the throughput. udp=N
+// instead sends N datagrams to the target's port (port=, default 7), waits
+// up to wait= ms (default 2000) for each reply, prints each and a summary.
 import {
   println, print, poweroff, shutdown, block, now, cmdline, cmdlineArg, SHUTDOWN_CRASH,
-  NetFront, netfrontError, NetStack, TcpSocket, TcpState, PingReply, parseIpv4, formatIpv4,
+  NetFront, netfrontError, NetStack, TcpSocket, TcpState, UdpSocket, UdpEndpoint, PingReply, parseIpv4, formatIpv4,
 } from "../../sdk/index";
 
 /** Nanoseconds as milliseconds with three decimals. */
@@ -68,6 +70,41 @@ function sendBulk(target: u32, mib: u32): void {
   poweroff();
 }
 
+/** Send `count` datagrams to `target`:port= (default 7); print each reply and how many matched what was sent. */
+function sendUdp(target: u32, count: u32): void {
+  const s = changetype<NetStack>(stack);
+  const port = <u32>I32.parseInt(cmdlineArg("port", "7"));
+  const wait = <u64>I64.parseInt(cmdlineArg("wait", "2000")) * 1000000;
+  const sock = changetype<UdpSocket>(s.udpSocket());
+  const from = new UdpEndpoint();
+  const buf = heap.alloc(2048);
+  let replies: u32 = 0;
+  let matched: u32 = 0;
+  println("netclient: " + formatIpv4(s.address) + " sending " + count.toString() + " udp datagrams to " + formatIpv4(target) + ":" + port.toString());
+  for (let i: u32 = 1; i <= count; i++) {
+    const text = "netclient udp datagram " + i.toString();
+    const out = String.UTF8.encode(text);
+    s.poll(now());
+    const r = sock.sendTo(target, port, changetype<usize>(out), <u32>out.byteLength);
+    if (r < 0) { println("netclient: udp send " + i.toString() + " failed (" + r.toString() + ")"); continue; }
+    const until = now() + wait;
+    let answered = false;
+    while (!answered && now() < until) {
+      spin(until);
+      for (let n = sock.recvFrom(buf, 2048, from); n >= 0; n = sock.recvFrom(buf, 2048, from)) {
+        const got = String.UTF8.decodeUnsafe(buf, <usize>n);
+        println("netclient: udp reply " + n.toString() + " bytes from " + formatIpv4(from.ip) + ":" + from.port.toString() + ": " + got);
+        replies++;
+        if (got == text) { matched++; answered = true; }
+      }
+    }
+    if (!answered) println("netclient: no udp reply to datagram " + i.toString());
+  }
+  sock.close();
+  println("netclient: udp " + count.toString() + " sent, " + replies.toString() + " replies, " + matched.toString() + " matched");
+  poweroff();
+}
+
 export function start(): void {
   const nic = NetFront.open(0);
   if (nic === null) return fail(netfrontError());
@@ -86,6 +123,8 @@ export function start(): void {
   const count = <u32>I32.parseInt(cmdlineArg("count", "3"));
   const bulk = <u32>I32.parseInt(cmdlineArg("bulk", "0"));
   if (bulk > 0) return sendBulk(target, bulk);
+  const udp = <u32>I32.parseInt(cmdlineArg("udp", "0"));
+  if (udp > 0) return sendUdp(target, udp);
   println("netclient: " + formatIpv4(s.address) + " pinging " + formatIpv4(target));
   const reply = new PingReply();
   let got: u32 = 0;

@@ -1,5 +1,5 @@
 // netd: a small network server. It answers ping, serves a page over HTTP on
-// port 80, echoes what it is sent on port 7 and discards what it is sent on
+// port 80, echoes what it is sent on port 7 (TCP and UDP) and discards what it is sent on
 // port 9 (for throughput tests), on its vif 0. Its address
 // comes from the command line, as on the Demo CD
 // (ip=169.254.1.1::169.254.1.254:255.255.0.0::eth0:off, LINKLOCAL=...),
@@ -7,7 +7,7 @@
 // It lets go of the vif when the toolstack detaches it and stops when asked.
 import {
   println, shutdown, block, now, cmdline, cmdlineArg, evtchn_bind_virq, takePending, requestedShutdown, VIRQ_SHUTDOWN, SHUTDOWN_CRASH,
-  NetFront, netfrontError, NetStack, TcpSocket, TcpState, parseIpv4, formatIpv4, storeRead, storeNextEvent, domainId,
+  NetFront, netfrontError, NetStack, TcpSocket, UdpSocket, UdpEndpoint, TcpState, parseIpv4, formatIpv4, storeRead, storeNextEvent, domainId,
 } from "../../sdk/index";
 
 const MAX_CONNS = 32;
@@ -110,7 +110,14 @@ export function start(): void {
     shutdown(SHUTDOWN_CRASH);
     return;
   }
-  println("netd: " + formatIpv4(stack.address) + " up on vif 0 (" + dev.backendPath + "), http on 80, echo on 7, discard on 9");
+  const udpEcho = changetype<UdpSocket>(stack.udpSocket());
+  if (udpEcho.bind(<u32>I32.parseInt(cmdlineArg("echo", "7"))) < 0) {
+    println("netd: cannot bind the UDP echo port");
+    shutdown(SHUTDOWN_CRASH);
+    return;
+  }
+  const udpFrom = new UdpEndpoint();
+  println("netd: " + formatIpv4(stack.address) + " up on vif 0 (" + dev.backendPath + "), http on 80, echo on 7 (tcp, udp), discard on 9");
   while (true) {
     if (takePending(<u32>shutdownPort)) {
       const why = requestedShutdown();
@@ -127,6 +134,10 @@ export function start(): void {
         else changetype<TcpSocket>(c).abort();
         c = l.accept();
       }
+    }
+    // UDP echo: each datagram back to where it came from (one frame at most, so BUF holds it).
+    for (let n = udpEcho.recvFrom(buf, BUF, udpFrom); n >= 0; n = udpEcho.recvFrom(buf, BUF, udpFrom)) {
+      udpEcho.sendTo(udpFrom.ip, udpFrom.port, buf, <u32>n);
     }
     for (let i = conns.length - 1; i >= 0; i--) {
       if (!serve(conns[i])) conns.splice(i, 1);
