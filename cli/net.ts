@@ -118,13 +118,14 @@ export function addNetCommands(program: Command): void {
   nat.command('forward').description('forward a host port to a domain\'s port (enables the gateway): wv nat forward 127.0.0.1:2201 1:22')
     .argument('<host-port>', '[ADDRESS:]PORT on the host (default address 127.0.0.1; port 0 picks a free one)')
     .argument('<domain-port>', 'DOMAIN:PORT, the domain by id or name')
+    .option('-u, --udp', 'forward UDP instead of TCP')
     .option('--json', 'print the forward as JSON')
-    .action(async (from: string, to: string, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (from: string, to: string, opts: { udp?: boolean; json?: boolean }, cmd: Command) => {
       const f = /^(?:(.+):)?(\d+)$/.exec(from);
       const d = /^(.+):(\d+)$/.exec(to);
       if (!f) throw new InvalidArgumentError(`host port "${from}"`, 'expected [ADDRESS:]PORT, e.g. 127.0.0.1:2201');
       if (!d) throw new InvalidArgumentError(`domain port "${to}"`, 'expected DOMAIN:PORT, e.g. 1:22 or web:80');
-      const r = await call(cmd, { op: 'nat-forward', ...(f[1] ? { host: f[1] } : {}), port: Number(f[2]), dom: domArg(d[1]!), guestPort: Number(d[2]) });
+      const r = await call(cmd, { op: 'nat-forward', ...(f[1] ? { host: f[1] } : {}), port: Number(f[2]), dom: domArg(d[1]!), guestPort: Number(d[2]), ...(opts.udp ? { protocol: 'udp' as const } : {}) });
       if (opts.json) json(r); else process.stdout.write(`wv: forwarding ${r.host}:${r.port} to ${r.target}\n`);
     });
   nat.command('enable').description('the Demo CD\'s xen_nat_enable: domain N\'s port 22 at 127.0.0.1:2200+N and port 80 at 127.0.0.1:8000+N')
@@ -148,6 +149,7 @@ export function addNetCommands(program: Command): void {
       const row = (name: string, s: NatStats): string[] => [name, `${s.open}`, `${s.total}`, `${s.refused}`, `${s.bytesToGuest}`, `${s.bytesFromGuest}`];
       process.stdout.write(`gateway ${r.address}/${r.netmask}; 169.254.0.2 is the host's 127.0.0.1\n`);
       process.stdout.write(table(['FORWARD', 'OPEN', 'TOTAL', 'REFUSED', 'TO_GUEST', 'FROM_GUEST'],
-        [...r.forwards.map((x) => row(`${x.host}:${x.port} -> ${x.target}`, x.stats)), row('outbound (guests to host)', r.outbound!)]));
+        [...r.forwards.map((x) => row(`${x.protocol} ${x.host}:${x.port} -> ${x.target}`, x.stats)), row('tcp outbound (guests to host)', r.outbound!),
+          ...(r.udpOutbound ? [row('udp outbound (guests to host)', r.udpOutbound)] : [])]));
     });
 }

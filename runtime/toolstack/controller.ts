@@ -201,6 +201,11 @@ export function parseAction(v: unknown): Action {
       const a: Action = { op: 'nat-forward', dom: domRef(o), port: wholeNumber(o, 'port', 65535) ?? 0, guestPort: wholeNumber(o, 'guestPort', 65535) ?? 0 };
       const host = field(o, 'host', 'string', true);
       if (host !== undefined) a.host = host as string;
+      const protocol = field(o, 'protocol', 'string', true);
+      if (protocol !== undefined) {
+        if (protocol !== 'tcp' && protocol !== 'udp') throw new InvalidArgumentError('action field "protocol"', `"${String(protocol)}" is not tcp or udp`);
+        a.protocol = protocol;
+      }
       return a;
     }
     case 'nat-list': return { op: 'nat-list' };
@@ -417,7 +422,7 @@ export class Controller {
       }
       case 'nat-forward': {
         hv.net.enableNat();
-        const f = await hv.net.forward(a.port, hv.domain(a.dom).id, a.guestPort, a.host);
+        const f = await hv.net.forward(a.port, hv.domain(a.dom).id, a.guestPort, a.host, a.protocol ?? 'tcp');
         return { host: f.host, port: f.port, target: f.target };
       }
       case 'nat-list': return hv.net.natInfo();

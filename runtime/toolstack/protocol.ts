@@ -70,7 +70,7 @@ export type Action =
   | { op: 'vif-addip'; dom: DomRef; vif: string | number; ip: string }
   | { op: 'vif-rate'; dom: DomRef; vif: string | number; bytes?: number; usecs?: number }
   /** The NAT gateway (enabled by the first forward): host `host`:`port` (0: any free) to the domain's `guestPort`; the list. */
-  | { op: 'nat-forward'; host?: string; port: number; dom: DomRef; guestPort: number }
+  | { op: 'nat-forward'; host?: string; port: number; dom: DomRef; guestPort: number; protocol?: 'tcp' | 'udp' }
   | { op: 'nat-list' }
   /** The CD's xen_nat_enable: domain N's port 22 at 127.0.0.1:2200+N and 80 at 8000+N (`all`: every domain, and each one created later). */
   | { op: 'nat-enable'; dom?: DomRef; all?: boolean };

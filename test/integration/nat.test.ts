@@ -319,7 +319,7 @@ t.test('wv nat forward and wv nat list through the toolstack daemon', async (t) 
   t.equal(list.address, '169.254.0.1');
   t.equal(list.forwards[0]!.port, f.port);
   t.ok(list.forwards[0]!.stats.total >= 1 && list.forwards[0]!.stats.bytesFromGuest > 100);
-  t.match(await wvAsync('nat', 'list'), /FORWARD\s+OPEN\s+TOTAL\s+REFUSED\s+TO_GUEST\s+FROM_GUEST\n127\.0\.0\.1:\d+ -> domain \d+ port 80\s+0\s+\d+\s+0/);
+  t.match(await wvAsync('nat', 'list'), /FORWARD\s+OPEN\s+TOTAL\s+REFUSED\s+TO_GUEST\s+FROM_GUEST\ntcp 127\.0\.0\.1:\d+ -> domain \d+ port 80\s+0\s+\d+\s+0/);
 });
 
 t.test('UDP forward: host datagrams to netd\'s UDP echo come back byte-exact; each host peer has its own gateway port', async (t) => {

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
+import dgram from 'node:dgram';
 
 const wvPath = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
 
@@ -80,7 +81,18 @@ t.test('vifs from a config, run-time changes, listings and errors through wv', a
   } else {
     t.match(r.failed.join('\n'), /8001/, 'port 8001 was taken on this host: reported, not fatal');
   }
-  t.match(wv('nat', 'list').stdout, /127\.0\.0\.1:8001 -> /);
+  t.match(wv('nat', 'list').stdout, /tcp 127\.0\.0\.1:8001 -> /);
+  const udp = wv('nat', 'forward', '--udp', '127.0.0.1:0', 'web:7', '--json');
+  t.equal(udp.status, 0, udp.stderr);
+  const uport = (JSON.parse(udp.stdout) as { port: number }).port;
+  const echoed = await new Promise<string>((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    const timer = setTimeout(() => { s.close(); reject(new Error('no UDP echo')); }, 10_000);
+    s.on('message', (m) => { clearTimeout(timer); s.close(); resolve(m.toString()); });
+    s.send('hello over udp', uport, '127.0.0.1');
+  });
+  t.equal(echoed, 'hello over udp', 'a UDP forward made with wv reaches netd\'s UDP echo');
+  t.match(wv('nat', 'list').stdout, /udp 127\.0\.0\.1:\d+ -> domain 1 udp port 7/);
   const both = wv('nat', 'enable');
   t.not(both.status, 0);
   t.match(both.stderr, /give a domain, or --all/);
