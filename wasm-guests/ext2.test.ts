@@ -18,7 +18,7 @@ import {
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { prng } from '../test/fuzz/prng.ts';
-import { compileAs } from '../test/helpers/asc.ts';
+import { compileAs, instantiateTestModule } from '../test/helpers/asc.ts';
 
 const EIO = 5;
 const ENOENT = 2;
@@ -92,19 +92,7 @@ class Session {
   constructor(module: WebAssembly.Module, image: Uint8Array) {
     this.image = image;
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: 2048, shared: true });
-    const console: string[] = [];
-    const imports: Record<string, Record<string, unknown>> = { env: { memory: this.memory } };
-    for (const i of WebAssembly.Module.imports(module)) {
-      if (i.kind !== 'function') continue;
-      const fn = i.module === 'test' && i.name === 'read' ? this.hostRead
-        : i.name === 'write' && i.module.includes('/console@')
-          ? (ptr: number, len: number) => { console.push(Buffer.from(this.mem().subarray(ptr, ptr + len)).toString()); return len; }
-          : () => { throw new Error(`the module called ${i.module}.${i.name}: ${console.join('')}`); };
-      (imports[i.module] ??= {})[i.name] = fn;
-    }
-    const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
-    (instance.exports._initialize as () => void)();
-    this.ex = instance.exports as unknown as Ext2Check;
+    this.ex = instantiateTestModule(module, this.memory, { read: this.hostRead }) as unknown as Ext2Check;
   }
 
   private hostRead = (sector: bigint, dst: number, bytes: number): number => {

@@ -15,7 +15,7 @@
  */
 import t, { type Test } from 'tap';
 import vm from 'node:vm';
-import { compileAs } from '../test/helpers/asc.ts';
+import { compileAs, instantiateTestModule } from '../test/helpers/asc.ts';
 import { prng } from '../test/fuzz/prng.ts';
 
 const EAGAIN = 11;
@@ -344,19 +344,7 @@ class Net {
 
   constructor() {
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: 4096, shared: true });
-    const console: string[] = [];
-    const imports: Record<string, Record<string, unknown>> = { env: { memory: this.memory } };
-    for (const i of WebAssembly.Module.imports(module)) {
-      if (i.kind !== 'function') continue;
-      const fn = i.module === 'test' && i.name === 'send' ? this.onSend
-        : i.name === 'write' && i.module.includes('/console@')
-          ? (ptr: number, len: number) => { console.push(Buffer.from(this.mem().subarray(ptr, ptr + len)).toString()); return len; }
-          : () => { throw new Error(`the module called ${i.module}.${i.name}: ${console.join('')}`); };
-      (imports[i.module] ??= {})[i.name] = fn;
-    }
-    const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
-    (instance.exports._initialize as () => void)();
-    this.ex = instance.exports as unknown as NetCheck;
+    this.ex = instantiateTestModule(module, this.memory, { send: this.onSend }) as unknown as NetCheck;
     for (let i = 0; i < this.ex.statCount(); i++) this.statNames.push(this.text(this.ex.statName(i)));
   }
 

@@ -32,3 +32,24 @@ export async function compileAs(file: string, optimize = '-O2'): Promise<Uint8Ar
   if (!wasm) throw new Error(`no output: ${[...outputs.keys()].join(', ')}`);
   return new Uint8Array(wasm) as Uint8Array<ArrayBuffer>;
 }
+
+/**
+ * Instantiate a test module with `memory` as `env.memory`, `test.*` imports
+ * from `host`, console writes collected (and shown if the module calls
+ * anything else, which throws), then run its `_initialize`.
+ */
+export function instantiateTestModule(module: WebAssembly.Module, memory: WebAssembly.Memory, host: Record<string, (...args: never[]) => unknown>): WebAssembly.Exports {
+  const console: string[] = [];
+  const imports: Record<string, Record<string, unknown>> = { env: { memory } };
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (i.kind !== 'function') continue;
+    const fn = i.module === 'test' && host[i.name] ? host[i.name]
+      : i.name === 'write' && i.module.includes('/console@')
+        ? (ptr: number, len: number) => { console.push(Buffer.from(new Uint8Array(memory.buffer, ptr, len)).toString()); return len; }
+        : () => { throw new Error(`the module called ${i.module}.${i.name}: ${console.join('')}`); };
+    (imports[i.module] ??= {})[i.name] = fn;
+  }
+  const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
+  (instance.exports._initialize as () => void)();
+  return instance.exports;
+}
