@@ -22,8 +22,19 @@ export function systemClock(): NetClock {
   return {
     now: () => performance.now() * 1000,
     after(delayUs, fn) {
-      const t = setTimeout(fn, Math.max(1, Math.ceil(delayUs / 1000)));
-      t.unref();
+      // setTimeout counts from the event loop's cached time, so it can fire
+      // before `delayUs` have passed by performance.now(): wait out the rest.
+      const due = performance.now() * 1000 + delayUs;
+      let t: NodeJS.Timeout;
+      const arm = (us: number): void => {
+        t = setTimeout(() => {
+          const left = due - performance.now() * 1000;
+          if (left > 0) arm(left);
+          else fn();
+        }, Math.max(1, Math.ceil(us / 1000)));
+        t.unref();
+      };
+      arm(delayUs);
       return () => clearTimeout(t);
     },
   };
