@@ -34,8 +34,21 @@ EOF
 apt_opts=(-o "Dir::Etc::sourcelist=$work/src.sources" -o Dir::Etc::SourceParts=/dev/null
   -o "Dir::State::Lists=$work/lists" -o APT::Sandbox::User=root)
 echo "spec corpus: fetching Debian source package binaryen $version" >&2
-apt-get "${apt_opts[@]}" -qq update
-(cd "$work" && apt-get "${apt_opts[@]}" -qq source --download-only "binaryen=$version" >/dev/null)
+# The archive is on the network: try a few times before giving up.
+fetched=0
+for attempt in 1 2 3 4; do
+  if apt-get "${apt_opts[@]}" -qq update \
+    && (cd "$work" && apt-get "${apt_opts[@]}" -qq source --download-only "binaryen=$version" >/dev/null); then
+    fetched=1
+    break
+  fi
+  echo "spec corpus: download attempt $attempt failed; retrying" >&2
+  sleep $((attempt * 5))
+done
+if [[ $fetched != 1 ]]; then
+  echo "spec corpus: could not download binaryen $version from deb.debian.org" >&2
+  exit 1
+fi
 mkdir -p "$work/src"
 tar -xzf "$work"/binaryen_108.orig.tar.gz -C "$work/src" --wildcards '*/test/spec/*.wast' '*/test/spec/LICENSE'
 rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/json"
