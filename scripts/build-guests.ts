@@ -50,13 +50,11 @@ const AS_FLAGS = [
   '--debug',                              // keep the name section for backtraces
 ];
 
-async function buildAs(name: string, optimize: string[]): Promise<void> {
-  const dir = join(guests, name);
-  if (upToDate(name, [dir, sdk])) return;
+/** Compile `dir/index.ts` with AssemblyScript into wasm-guests/build/<name>.wasm. */
+async function ascBuild(name: string, dir: string, flags: string[]): Promise<void> {
   const stderr: string[] = [];
   const { error } = await asc.main([
-    relative(root, join(dir, 'index.ts')), '--outFile', relative(root, join(out, `${name}.wasm`)),
-    ...AS_FLAGS, ...optimize,
+    relative(root, join(dir, 'index.ts')), '--outFile', relative(root, join(out, `${name}.wasm`)), ...flags,
   ], {
     stdout: { write: () => true } as never,
     stderr: { write: (s: string | Uint8Array) => { stderr.push(String(s)); return true; } } as never,
@@ -65,6 +63,12 @@ async function buildAs(name: string, optimize: string[]): Promise<void> {
     listFiles: (d: string, base: string) => { const p = join(root, base, d); return existsSync(p) ? readdirSync(p).filter((x) => x.endsWith('.ts')) : null; },
   } as never);
   if (error) throw new Error(`${error.message}\n${stderr.join('')}`);
+}
+
+async function buildAs(name: string, optimize: string[]): Promise<void> {
+  const dir = join(guests, name);
+  if (upToDate(name, [dir, sdk])) return;
+  await ascBuild(name, dir, [...AS_FLAGS, ...optimize]);
   built(name);
 }
 
@@ -77,19 +81,10 @@ async function buildNat(): Promise<void> {
   const name = 'nat';
   const dir = join(root, 'wasm-guests', 'nat');
   if (upToDate(name, [dir, join(sdk, 'net')])) return;
-  const stderr: string[] = [];
-  const { error } = await asc.main([
-    relative(root, join(dir, 'index.ts')), '--outFile', relative(root, join(out, `${name}.wasm`)),
+  await ascBuild(name, dir, [
     '--runtime', 'stub', '--exportStart', '_initialize', '--initialMemory', '2',
     '--use', 'abort=wasm-guests/nat/index/abort', '--debug', '-O2',
-  ], {
-    stdout: { write: () => true } as never,
-    stderr: { write: (s: string | Uint8Array) => { stderr.push(String(s)); return true; } } as never,
-    readFile: (f: string, base: string) => { const p = join(root, base, f); return existsSync(p) ? readFileSync(p, 'utf8') : null; },
-    writeFile: (f: string, data: Uint8Array | string, base: string) => { writeFileSync(join(root, base, f), data); },
-    listFiles: (d: string, base: string) => { const p = join(root, base, d); return existsSync(p) ? readdirSync(p).filter((x) => x.endsWith('.ts')) : null; },
-  } as never);
-  if (error) throw new Error(`${error.message}\n${stderr.join('')}`);
+  ]);
   built(name);
 }
 

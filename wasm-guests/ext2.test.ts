@@ -9,7 +9,6 @@
  * timeout, so a reader that loops forever fails the test instead of stopping it.
  */
 import t, { type Test } from 'tap';
-import vm from 'node:vm';
 import { spawnSync } from 'node:child_process';
 import {
   type Stats, chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync,
@@ -18,7 +17,7 @@ import {
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { prng } from '../test/fuzz/prng.ts';
-import { compileAs, instantiateTestModule } from '../test/helpers/asc.ts';
+import { bounded as boundedCall, compileAs, instantiateTestModule } from '../test/helpers/asc.ts';
 
 const EIO = 5;
 const ENOENT = 2;
@@ -58,23 +57,9 @@ interface Ext2Check {
 interface Entry { name: string; ino: number; type: number }
 interface Stat { mode: number; type: number; links: number; uid: number; gid: number; mtime: number; size: bigint }
 
-/**
- * Every call into a module goes through here: a loop that never returns
- * becomes an exception after `ms`. Calls made inside a bounded call share its
- * time (a vm timeout costs a watchdog thread, too much for every call).
- */
-const context = vm.createContext({ f: undefined as unknown });
-const runF = new vm.Script('f()');
-let inBounded = false;
+/** Every call into a module goes through here: a loop that never returns becomes an exception after `ms`. */
 function bounded<T>(f: () => T, ms = CALL_MS): T {
-  if (inBounded) return f();
-  (context as { f: unknown }).f = f;
-  inBounded = true;
-  try {
-    return runF.runInContext(context, { timeout: ms }) as T;
-  } finally {
-    inBounded = false;
-  }
+  return boundedCall(f, ms);
 }
 
 /** One instance of the test module reading `image`. */

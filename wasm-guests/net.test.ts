@@ -14,8 +14,7 @@
  * timeout, so a stack that loops forever fails the test instead of stopping it.
  */
 import t, { type Test } from 'tap';
-import vm from 'node:vm';
-import { compileAs, instantiateTestModule } from '../test/helpers/asc.ts';
+import { bounded as boundedCall, compileAs, instantiateTestModule } from '../test/helpers/asc.ts';
 import { prng } from '../test/fuzz/prng.ts';
 
 const EAGAIN = 11;
@@ -99,23 +98,9 @@ interface NetCheck {
   heapMark(): number;
 }
 
-/**
- * Every call into a module goes through here: a loop that never returns
- * becomes an exception after `ms`. Calls made inside a bounded call share its
- * time (a vm timeout costs a watchdog thread, too much for every call).
- */
-const context = vm.createContext({ f: undefined as unknown });
-const runF = new vm.Script('f()');
-let inBounded = false;
+/** Every call into a module goes through here: a loop that never returns becomes an exception after `ms`. */
 function bounded<T>(f: () => T, ms = CALL_MS): T {
-  if (inBounded) return f();
-  (context as { f: unknown }).f = f;
-  inBounded = true;
-  try {
-    return runF.runInContext(context, { timeout: ms }) as T;
-  } finally {
-    inBounded = false;
-  }
+  return boundedCall(f, ms);
 }
 
 function ipOf(s: string): number {

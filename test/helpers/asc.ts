@@ -7,6 +7,7 @@ import asc from 'assemblyscript/asc';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import vm from 'node:vm';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -52,4 +53,24 @@ export function instantiateTestModule(module: WebAssembly.Module, memory: WebAss
   const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
   (instance.exports._initialize as () => void)();
   return instance.exports;
+}
+
+const boundedContext = vm.createContext({ f: undefined as unknown });
+const runF = new vm.Script('f()');
+let inBounded = false;
+
+/**
+ * Run `f` (a call into a test module) so that a loop that never returns
+ * becomes an exception after `ms`. Calls made inside a bounded call share its
+ * time (a vm timeout costs a watchdog thread, too much for every call).
+ */
+export function bounded<T>(f: () => T, ms: number): T {
+  if (inBounded) return f();
+  (boundedContext as { f: unknown }).f = f;
+  inBounded = true;
+  try {
+    return runF.runInContext(boundedContext, { timeout: ms }) as T;
+  } finally {
+    inBounded = false;
+  }
 }
