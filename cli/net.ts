@@ -140,14 +140,39 @@ export function addNetCommands(program: Command): void {
       for (const f of r.failed) process.stderr.write(`wv: ${f}\n`);
       if (r.all) process.stdout.write('wv: domains created from now on get these forwards too\n');
     });
+  nat.command('unforward').description('remove a forward: its host port closes and the connections it relays are reset')
+    .argument('<host-port>', '[ADDRESS:]PORT on the host (default address 127.0.0.1)')
+    .option('-u, --udp', 'the UDP forward on that port')
+    .option('--json', 'print the removed forward as JSON')
+    .action(async (from: string, opts: { udp?: boolean; json?: boolean }, cmd: Command) => {
+      const f = /^(?:(.+):)?(\d+)$/.exec(from);
+      if (!f) throw new InvalidArgumentError(`host port "${from}"`, 'expected [ADDRESS:]PORT, e.g. 127.0.0.1:2201');
+      const r = await call(cmd, { op: 'nat-unforward', ...(f[1] ? { host: f[1] } : {}), port: Number(f[2]), ...(opts.udp ? { protocol: 'udp' as const } : {}) });
+      if (opts.json) json(r); else process.stdout.write(`wv: removed the ${r.protocol} forward ${r.host}:${r.port} to ${r.target}\n`);
+    });
+  nat.command('allow').description('host addresses guests may reach through the gateway: add entries, or with none print the list (default 127.0.0.0/8)')
+    .argument('[entries...]', 'a.b.c.d[/bits][:port], e.g. 10.0.0.0/8 or 192.168.1.5:443')
+    .option('--only', 'replace the list with the entries given (none: allow nothing)')
+    .option('--json', 'print the list as JSON')
+    .action(async (entries: string[], opts: { only?: boolean; json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, opts.only ? { op: 'nat-allow', set: entries } : entries.length > 0 ? { op: 'nat-allow', add: entries } : { op: 'nat-allow' });
+      if (opts.json) json(r); else process.stdout.write(r.allow.length > 0 ? `${r.allow.join('\n')}\n` : 'wv: guests may reach no host address\n');
+    });
+  nat.command('disallow').description('remove entries from the allow-list (as they were given to wv nat allow)')
+    .argument('<entries...>', 'entries on the list')
+    .option('--json', 'print the list left as JSON')
+    .action(async (entries: string[], opts: { json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, { op: 'nat-allow', remove: entries });
+      if (opts.json) json(r); else process.stdout.write(r.allow.length > 0 ? `${r.allow.join('\n')}\n` : 'wv: guests may reach no host address\n');
+    });
   nat.command('list').description('the gateway, its forwards and their counters (connections open, total, refused; bytes each way)')
     .option('--json', 'print them as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const r = await call(cmd, { op: 'nat-list' });
       if (opts.json) return json(r);
-      if (!r.enabled) return void process.stdout.write('NAT is not enabled (wv nat forward enables it)\n');
+      if (!r.enabled) return void process.stdout.write(`NAT is not enabled (wv nat forward enables it); guests will reach ${r.allow.join(', ') || 'no host address'}\n`);
       const row = (name: string, s: NatStats): string[] => [name, `${s.open}`, `${s.total}`, `${s.refused}`, `${s.bytesToGuest}`, `${s.bytesFromGuest}`];
-      process.stdout.write(`gateway ${r.address}/${r.netmask}; 169.254.0.2 is the host's 127.0.0.1\n`);
+      process.stdout.write(`gateway ${r.address}/${r.netmask}; 169.254.0.2 is the host's 127.0.0.1; guests may reach ${r.allow.join(', ') || 'no host address'}\n`);
       process.stdout.write(table(['FORWARD', 'OPEN', 'TOTAL', 'REFUSED', 'TO_GUEST', 'FROM_GUEST'],
         [...r.forwards.map((x) => row(`${x.protocol} ${x.host}:${x.port} -> ${x.target}`, x.stats)), row('tcp outbound (guests to host)', r.outbound!),
           ...(r.udpOutbound ? [row('udp outbound (guests to host)', r.udpOutbound)] : [])]));

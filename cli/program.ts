@@ -83,7 +83,7 @@ export function buildProgram(): Command {
     .option('-c, --cmdline <text>', 'guest command line', '')
     .option('-t, --timeout <seconds>', 'destroy the domain after this long', positiveNumber('timeout'))
     .option('--json', 'print how it ended as JSON on stdout after the console')
-    .option('-b, --boot <options>', 'hypervisor boot line, as Xen\'s: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS')
+    .option('-b, --boot <options>', 'hypervisor boot line, as Xen\'s: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS, nat, nat_allow=LIST')
     .action(async (image: string | undefined, opts: { name?: string; memory: number; cmdline: string; timeout?: number; json?: boolean; boot?: string; config?: string; define?: string[]; dryRun?: boolean }, cmd: Command) => {
       const explicit = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
       let config: DomainConfig;

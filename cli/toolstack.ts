@@ -119,7 +119,7 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
   program.command('boot')
     .description('start the toolstack daemon: a hypervisor in the background, driven through a control socket')
     .option('--foreground', 'run in this process instead of detaching')
-    .option('-b, --boot <options>', 'hypervisor boot line: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS')
+    .option('-b, --boot <options>', 'hypervisor boot line: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS, nat, nat_allow=LIST')
     .action(async (opts: { foreground?: boolean; boot?: string }, cmd: Command) => boot(opts, stateDir(cmd)));
 
   program.command('shutdown-host')

@@ -25,9 +25,18 @@ t.test('a bad boot option is refused with its name and the reason', async (t) =>
     ['sched=credit', /sched: "credit" is not a scheduler here/],
     ['slice=5000', /slice: "5000" is not a number in \(0, 1000\]/],
     ['watchdog_timeout=-1', /watchdog_timeout: "-1" is not a number/],
+    ['nat=1', /nat: it takes no value/],
+    ['nat_allow', /nat_allow: it needs a list/],
+    ['nat_allow=10.0.0.0/8,example.com', /NAT allow "example\.com"/],
+    ['nat_allow=10.0.0.1:70000', /NAT allow "10\.0\.0\.1:70000"/],
   ];
   for (const [line, why] of bad) t.throws(() => parseBootOptions(line, 8), { code: 'WV_ERR_INVALID_ARGUMENT', message: why }, line);
   t.throws(() => new Hypervisor({ boot: 'nosmp bogus' }), { message: /"bogus" is not known/ }, 'the constructor refuses it too');
+});
+
+t.test('nat and nat_allow: the gateway at boot and the host addresses guests may reach', async (t) => {
+  t.same(parseBootOptions('nat nat_allow=127.0.0.0/8,10.1.2.3:80', 8), { nat: true, natAllow: ['127.0.0.0/8', '10.1.2.3:80'] });
+  t.same(parseBootOptions('nat_allow=none', 8), { natAllow: [] });
 });
 
 t.test('explicit options win over the boot line', async (t) => {

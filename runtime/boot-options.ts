@@ -14,9 +14,12 @@
  * | `watchdog_timeout=S` | the boot watchdog's timeout, seconds (default 10) |
  * | `sched=bvt` | the scheduler (BVT is the only one) |
  * | `slice=MS` | the BVT time slice, ms (as `cpu_bvtslice`) |
+ * | `nat` | put the NAT gateway on the switch at boot |
+ * | `nat_allow=LIST` | host addresses guests may reach through NAT: `a.b.c.d[/bits][:port]` entries joined by commas, or `none` (default 127.0.0.0/8) |
  */
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import type { HypervisorOptions } from './hypervisor.ts';
+import { parseAllow } from '../devices/net/nat/gateway.ts';
 
 export const DEFAULT_WATCHDOG_S = 10;
 
@@ -60,8 +63,14 @@ export function parseBootOptions(line: string, available: number): HypervisorOpt
         if (value !== 'bvt') throw new InvalidArgumentError('boot option sched', `"${value ?? ''}" is not a scheduler here (only bvt)`);
         break;
       case 'slice': opts.sliceMs = count(name, value, 1000); break;
+      case 'nat': flag(); opts.nat = true; break;
+      case 'nat_allow':
+        if (!value) throw new InvalidArgumentError('boot option nat_allow', 'it needs a list, as in nat_allow=127.0.0.0/8,10.0.0.5:80 (or none)');
+        opts.natAllow = value === 'none' ? [] : value.split(',');
+        opts.natAllow.forEach(parseAllow);
+        break;
       default:
-        throw new InvalidArgumentError('boot option', `"${word}" is not known (known: nosmp, maxcpus=, dom0_mem=, watchdog, watchdog_timeout=, sched=bvt, slice=)`);
+        throw new InvalidArgumentError('boot option', `"${word}" is not known (known: nosmp, maxcpus=, dom0_mem=, watchdog, watchdog_timeout=, sched=bvt, slice=, nat, nat_allow=)`);
     }
   }
   if (watchdog) opts.watchdogMs = Math.round(watchdogS * 1000);

@@ -31,6 +31,7 @@ import { Domain } from './domain.ts';
 import type { DomainControl, DomainExit, ExitAction } from './domain.ts';
 import { CpuPool } from './executor/cpu-pool.ts';
 import { parseBootOptions } from './boot-options.ts';
+import { parseAllow } from '../devices/net/nat/gateway.ts';
 import { Attention, Ctl, RunState } from './executor/protocol.ts';
 import type { FromHost, GuestExit, SharedTables, StoreOp } from './executor/protocol.ts';
 import { Store } from '../kernel/store.ts';
@@ -61,6 +62,10 @@ export interface HypervisorOptions {
    * by its `onWatchdog` policy. Default: off (a guest arms its own).
    */
   watchdogMs?: number;
+  /** Put the NAT gateway on the switch at boot (the `nat` boot option; otherwise `hv.net.enableNat()` or the first `wv nat` command does). */
+  nat?: boolean;
+  /** The NAT allow-list: host addresses guests may reach, `a.b.c.d[/bits][:port]` each (the `nat_allow=` boot option). Default ['127.0.0.0/8']. */
+  natAllow?: string[];
   /** A boot line (`"nosmp watchdog dom0_mem=512M"`, see boot-options.ts); the fields above override it. */
   boot?: string;
 }
@@ -179,6 +184,7 @@ export class Hypervisor implements AsyncDisposable {
     if (opts.watchdogMs !== undefined && !(Number.isInteger(opts.watchdogMs) && opts.watchdogMs > 0 && opts.watchdogMs <= 3_600_000)) {
       throw new InvalidArgumentError('watchdogMs', `${opts.watchdogMs} is not a whole number of ms in (0, 3600000]`);
     }
+    opts.natAllow?.forEach(parseAllow); // before anything is set up: a bad entry leaves nothing behind
     this.#watchdogMs = opts.watchdogMs;
     const total = opts.memoryBytes ?? os.totalmem();
     const dom0 = opts.dom0MemoryBytes ?? Math.min(1024 * MiB, Math.floor(total / 8));
@@ -249,7 +255,8 @@ export class Hypervisor implements AsyncDisposable {
       log: (level: 'info' | 'warn' | 'error', line: string) => this.kernel.log[level](line),
     };
     this.blk = new BlockDevices(devices);
-    this.net = new NetDevices(devices);
+    this.net = new NetDevices(devices, undefined, opts.natAllow ? { natAllow: opts.natAllow } : {});
+    if (opts.nat) this.net.enableNat();
     this.kernel.events.on('phase', ({ domain, from, to }) => this.#domains.get(domain.id)?.events.emit('phase', { from, to }));
     this.kernel.events.on('console', ({ domain, bytes }) => this.#domains.get(domain.id)?.events.emit('console', bytes));
     this.kernel.log.info(`${cpus} physical CPU${cpus === 1 ? '' : 's'}, slice ${sliceMs} ms`);

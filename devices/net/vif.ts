@@ -16,7 +16,7 @@ import { DeviceError, XenbusDevice, stateName, type DetachOptions, type XenbusPl
 import { NetBackend, type NetBackendStats } from './backend.ts';
 import { VirtualSwitch, type PortStats, type Rate, type SwitchPort } from './switch.ts';
 import { defaultMac, formatIp, formatMac, parseIp, parseMac } from './frame.ts';
-import { NatGateway, type NatForward, type NatOptions, type NatStats } from './nat/gateway.ts';
+import { NatGateway, parseAllow, type NatForward, type NatOptions, type NatStats } from './nat/gateway.ts';
 
 export type { DetachOptions } from '../xenbus.ts';
 
@@ -128,6 +128,14 @@ export interface NatInfo {
   /** Outbound UDP: flows (guest source address and port) and refused datagrams. */
   udpOutbound?: NatStats;
   forwards: Array<{ protocol: 'tcp' | 'udp'; host: string; port: number; target: string; stats: NatStats }>;
+  /** Host addresses (and ports) guests may reach through the gateway; kept while it is off. */
+  allow: string[];
+}
+
+/** Options of NetDevices. */
+export interface NetDevicesOptions {
+  /** The NAT allow-list the gateway starts with (default ['127.0.0.0/8']). */
+  natAllow?: readonly string[];
 }
 
 export class NetDevices {
@@ -136,10 +144,14 @@ export class NetDevices {
   readonly #vifs = new Map<number, Map<number, Vif>>();
   #nat: NatGateway | undefined;
   #natDefaults = false;
+  #natAllow: string[];
 
-  constructor(platform: XenbusPlatform, sw: VirtualSwitch = new VirtualSwitch()) {
+  constructor(platform: XenbusPlatform, sw: VirtualSwitch = new VirtualSwitch(), o: NetDevicesOptions = {}) {
     this.#p = platform;
     this.switch = sw;
+    const allow = [...(o.natAllow ?? ['127.0.0.0/8'])];
+    allow.forEach(parseAllow);
+    this.#natAllow = allow;
   }
 
   /**
@@ -239,7 +251,8 @@ export class NetDevices {
   enableNat(o: Omit<NatOptions, 'switch' | 'log'> & { defaultForwards?: boolean } = {}): NatGateway {
     if (this.#nat) return this.#nat;
     const { defaultForwards, ...rest } = o;
-    this.#nat = new NatGateway({ ...rest, switch: this.switch, log: (level, msg) => this.#p.log(level, msg) });
+    this.#nat = new NatGateway({ allow: this.#natAllow, ...rest, switch: this.switch, log: (level, msg) => this.#p.log(level, msg) });
+    this.#natAllow = this.#nat.allow;
     this.#natDefaults = defaultForwards ?? false;
     this.#p.log('info', `net: NAT gateway at ${this.#nat.address}/${this.#nat.netmask}`);
     if (this.#natDefaults) for (const d of this.#vifs.keys()) void this.natDomain(d);
@@ -259,6 +272,39 @@ export class NetDevices {
       port, name: `domain ${domid} ${protocol === 'udp' ? 'udp ' : ''}port ${port}`,
       resolve: () => this.#vifs.get(domid)?.get(0)?.port.addresses[0],
     });
+  }
+
+  /**
+   * Remove the forward from `host`:`hostPort` (`protocol`, default tcp): the
+   * host port is closed and connections it relays now are reset. Throws
+   * NetDeviceError, listing the forwards there are, when there is none.
+   */
+  async unforward(hostPort: number, host = '127.0.0.1', protocol: 'tcp' | 'udp' = 'tcp'): Promise<NatForward> {
+    const all = this.#nat?.forwards ?? [];
+    const f = all.find((x) => x.port === hostPort && x.host === host && x.protocol === protocol);
+    if (!f) {
+      const there = all.map((x) => `${x.protocol} ${x.host}:${x.port}`).join(', ') || 'none';
+      throw new NetDeviceError(`there is no ${protocol} forward from ${host}:${hostPort} (forwards: ${there})`);
+    }
+    await f.close();
+    this.#p.log('info', `net: NAT forward ${protocol} ${host}:${hostPort} to ${f.target} removed`);
+    return f;
+  }
+
+  /** The NAT allow-list: host addresses (and ports) guests may reach. */
+  get natAllow(): string[] { return [...this.#natAllow]; }
+
+  /**
+   * Replace the NAT allow-list (`a.b.c.d[/bits][:port]` each; [] allows
+   * nothing). Checked whole first: a bad entry throws and changes nothing.
+   * Applies to the running gateway at once and to one enabled later.
+   */
+  setNatAllow(list: readonly string[]): string[] {
+    list.forEach(parseAllow);
+    this.#natAllow = list.map((x) => x.trim());
+    if (this.#nat) this.#nat.setAllow(this.#natAllow);
+    else this.#p.log('info', `net: NAT allow-list set to ${this.#natAllow.join(', ') || 'nothing'}`);
+    return this.natAllow;
   }
 
   /**
@@ -283,10 +329,11 @@ export class NetDevices {
   /** The gateway, its outbound counters and every forward with its counters. */
   natInfo(): NatInfo {
     const nat = this.#nat;
-    if (!nat) return { enabled: false, forwards: [] };
+    if (!nat) return { enabled: false, forwards: [], allow: this.natAllow };
     return {
       enabled: true, address: nat.address, netmask: nat.netmask, outbound: { ...nat.outbound }, udpOutbound: { ...nat.udpOutbound },
       forwards: nat.forwards.map((f) => ({ protocol: f.protocol, host: f.host, port: f.port, target: f.target, stats: { ...f.stats } })),
+      allow: this.natAllow,
     };
   }
 

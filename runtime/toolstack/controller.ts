@@ -30,7 +30,7 @@ const OPS: readonly Op[] = [
   'store-ls', 'store-read', 'store-write', 'store-rm',
   'block-attach', 'block-detach', 'block-list',
   'network-attach', 'network-detach', 'network-list', 'vif-addip', 'vif-rate',
-  'nat-forward', 'nat-list', 'nat-enable',
+  'nat-forward', 'nat-list', 'nat-enable', 'nat-unforward', 'nat-allow',
   'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
@@ -209,6 +209,27 @@ export function parseAction(v: unknown): Action {
       return a;
     }
     case 'nat-list': return { op: 'nat-list' };
+    case 'nat-unforward': {
+      const a: Action = { op: 'nat-unforward', port: wholeNumber(o, 'port', 65535) ?? 0 };
+      const host = field(o, 'host', 'string', true);
+      if (host !== undefined) a.host = host as string;
+      const protocol = field(o, 'protocol', 'string', true);
+      if (protocol !== undefined) {
+        if (protocol !== 'tcp' && protocol !== 'udp') throw new InvalidArgumentError('action field "protocol"', `"${String(protocol)}" is not tcp or udp`);
+        a.protocol = protocol;
+      }
+      return a;
+    }
+    case 'nat-allow': {
+      const a: Action = { op: 'nat-allow' };
+      for (const key of ['add', 'remove', 'set'] as const) {
+        const v = o[key];
+        if (v === undefined) continue;
+        if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new InvalidArgumentError(`action field "${key}"`, 'expected an array of strings');
+        a[key] = v as string[];
+      }
+      return a;
+    }
     case 'nat-enable': {
       const all = field(o, 'all', 'boolean', true) as boolean | undefined;
       if ((o.dom === undefined) === !all) throw new InvalidArgumentError('action', 'nat-enable takes a domain, or all: true');
@@ -426,6 +447,20 @@ export class Controller {
         return { host: f.host, port: f.port, target: f.target };
       }
       case 'nat-list': return hv.net.natInfo();
+      case 'nat-unforward': {
+        const f = await hv.net.unforward(a.port, a.host, a.protocol);
+        return { protocol: f.protocol, host: f.host, port: f.port, target: f.target };
+      }
+      case 'nat-allow': {
+        if (a.set === undefined && a.add === undefined && a.remove === undefined) return { allow: hv.net.natAllow };
+        let list = a.set ?? hv.net.natAllow;
+        for (const r of a.remove ?? []) {
+          if (!list.includes(r.trim())) throw new InvalidArgumentError(`NAT allow "${r}"`, `it is not on the list (${list.join(', ') || 'empty'})`);
+          list = list.filter((x) => x !== r.trim());
+        }
+        for (const x of a.add ?? []) if (!list.includes(x.trim())) list = [...list, x];
+        return { allow: hv.net.setNatAllow(list) };
+      }
       case 'nat-enable': {
         const ids = a.all ? hv.list().filter((d) => d.id !== 0 && hv.net.list(d.id).length > 0).map((d) => d.id) : [hv.domain(a.dom!).id];
         if (a.all) hv.net.enableNat({ defaultForwards: true });

@@ -73,7 +73,11 @@ export type Action =
   | { op: 'nat-forward'; host?: string; port: number; dom: DomRef; guestPort: number; protocol?: 'tcp' | 'udp' }
   | { op: 'nat-list' }
   /** The CD's xen_nat_enable: domain N's port 22 at 127.0.0.1:2200+N and 80 at 8000+N (`all`: every domain, and each one created later). */
-  | { op: 'nat-enable'; dom?: DomRef; all?: boolean };
+  | { op: 'nat-enable'; dom?: DomRef; all?: boolean }
+  /** Remove the forward from `host`:`port` (default 127.0.0.1, tcp). */
+  | { op: 'nat-unforward'; host?: string; port: number; protocol?: 'tcp' | 'udp' }
+  /** The allow-list: add entries, remove entries, or replace it (`set`); with none of them, read it. */
+  | { op: 'nat-allow'; add?: string[]; remove?: string[]; set?: string[] };
 
 export type Op = Action['op'];
 
@@ -134,6 +138,8 @@ export interface Results {
   'nat-forward': { host: string; port: number; target: string };
   'nat-list': NatInfo;
   'nat-enable': { forwards: Array<{ host: string; port: number; target: string }>; failed: string[]; all: boolean };
+  'nat-unforward': { protocol: 'tcp' | 'udp'; host: string; port: number; target: string };
+  'nat-allow': { allow: string[] };
 }
 
 export interface Request { v: number; id: number; action: Action }

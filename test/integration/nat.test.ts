@@ -320,6 +320,26 @@ t.test('wv nat forward and wv nat list through the toolstack daemon', async (t) 
   t.equal(list.forwards[0]!.port, f.port);
   t.ok(list.forwards[0]!.stats.total >= 1 && list.forwards[0]!.stats.bytesFromGuest > 100);
   t.match(await wvAsync('nat', 'list'), /FORWARD\s+OPEN\s+TOTAL\s+REFUSED\s+TO_GUEST\s+FROM_GUEST\ntcp 127\.0\.0\.1:\d+ -> domain \d+ port 80\s+0\s+\d+\s+0/);
+  // The allow-list.
+  t.equal(wv('nat', 'allow').stdout, '127.0.0.0/8\n');
+  t.equal(wv('nat', 'allow', '10.0.0.0/8', '192.168.1.5:443').stdout, '127.0.0.0/8\n10.0.0.0/8\n192.168.1.5:443\n');
+  const badAllow = wv('nat', 'allow', '10.0.0.0/99');
+  t.not(badAllow.status, 0);
+  t.match(badAllow.stderr, /NAT allow "10\.0\.0\.0\/99"/);
+  t.same(JSON.parse(wv('nat', 'disallow', '127.0.0.0/8', '--json').stdout), { allow: ['10.0.0.0/8', '192.168.1.5:443'] });
+  const notThere = wv('nat', 'disallow', '1.2.3.4');
+  t.not(notThere.status, 0);
+  t.match(notThere.stderr, /NAT allow "1\.2\.3\.4".*not on the list \(10\.0\.0\.0\/8, 192\.168\.1\.5:443\)/);
+  t.equal(wv('nat', 'allow', '--only').stdout, 'wv: guests may reach no host address\n');
+  t.match(await wvAsync('nat', 'list'), /guests may reach no host address/);
+  // Removing the forward.
+  const gone = wv('nat', 'unforward', `127.0.0.1:${f.port}`);
+  t.equal(gone.status, 0, gone.stderr);
+  t.match(gone.stdout, new RegExp(`removed the tcp forward 127\\.0\\.0\\.1:${f.port} to domain \\d+ port 80`));
+  const again = wv('nat', 'unforward', String(f.port));
+  t.not(again.status, 0);
+  t.match(again.stderr, /there is no tcp forward from 127\.0\.0\.1:\d+ \(forwards: none\)/);
+  t.equal((await tryConnect(f.port)).error, 'ECONNREFUSED');
 });
 
 t.test('UDP forward: host datagrams to netd\'s UDP echo come back byte-exact; each host peer has its own gateway port', async (t) => {
@@ -415,4 +435,82 @@ t.test('UDP outbound to a destination the allow-list does not permit is dropped,
   t.equal(nat.udpOutbound.total, 0);
   t.equal(nat.udpFlows.outbound, 0);
   t.equal(hv.dmesg().filter((l) => new RegExp(`NAT: refused udp 169\\.254\\.1\\.2:\\d+ -> 169\\.254\\.0\\.2:${port}: host address 127\\.0\\.0\\.1 port ${port} is not allowed \\(allow: 127\\.0\\.0\\.1:1\\)`).test(l)).length, 2, hv.dmesg().filter((l) => l.includes('NAT')).join('\n'));
+});
+
+t.test('the allow-list from the boot line and at run time: refused, then allowed, then nothing; bad entries change nothing', async (t) => {
+  const server = http.createServer((_req, res) => res.end('hello from the host\n'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  t.throws(() => new Hypervisor({ boot: 'nat_allow=127.0.0.1/40' }), { code: 'WV_ERR_INVALID_ARGUMENT', message: /NAT allow "127\.0\.0\.1\/40".*expected a\.b\.c\.d\[\/bits\]\[:port\]/ });
+  t.throws(() => new Hypervisor({ natAllow: ['localhost'] }), { code: 'WV_ERR_INVALID_ARGUMENT', message: /NAT allow "localhost"/ });
+  const hv = new Hypervisor({ cpus: 2, boot: 'nat nat_allow=127.0.0.1:1' });
+  t.teardown(() => hv.close());
+  t.ok(hv.net.nat, 'the nat boot option put the gateway on the switch');
+  t.same(hv.net.natInfo().allow, ['127.0.0.1:1']);
+  const fetch = async (name: string): Promise<string> => {
+    const d = await hv.createDomain({
+      image: guestPath('netclient'), name, memory: 32, onPoweroff: 'preserve', vifs: ['ip=169.254.1.2'],
+      cmdline: `target=169.254.0.2 port=${port} count=1 wait=200 ip=169.254.1.2::169.254.0.1:255.255.0.0::eth0:off`,
+    });
+    t.ok(await until(() => /cannot connect|fetched/.test(d.consoleText()), 30_000), d.consoleText());
+    const text = d.consoleText();
+    await hv.destroy(d.id);
+    return text;
+  };
+  t.match(await fetch('before'), /cannot connect to 169\.254\.0\.2:\d+ \(-111\)/, 'refused: the port is not on the list');
+  t.throws(() => hv.net.setNatAllow(['127.0.0.1:1', '10.0.0.0/33']), { code: 'WV_ERR_INVALID_ARGUMENT', message: /NAT allow "10\.0\.0\.0\/33"/ });
+  t.same(hv.net.natAllow, ['127.0.0.1:1'], 'a bad list changes nothing');
+  t.same(hv.net.setNatAllow(['127.0.0.1:1', `127.0.0.1:${port}`]), ['127.0.0.1:1', `127.0.0.1:${port}`]);
+  t.match(await fetch('after'), /hello from the host/, 'allowed at run time: the fetch goes through');
+  t.ok(hv.dmesg().some((l) => l.includes(`NAT: guests may reach 127.0.0.1:1, 127.0.0.1:${port}`)));
+  hv.net.setNatAllow([]);
+  t.match(await fetch('none'), /cannot connect/, 'an empty list allows nothing');
+  t.ok(hv.dmesg().some((l) => /is not allowed \(allow: nothing\)/.test(l)));
+});
+
+t.test('a guest hammering a forbidden address: every refusal is counted, the log gets a few lines and a sum', async (t) => {
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  const nat = hv.net.enableNat({ allow: [], refusalLog: { lines: 3, windowMs: 400 } });
+  const cli = await hv.createDomain({
+    image: guestPath('netclient'), memory: 32, onPoweroff: 'preserve', vifs: ['ip=169.254.1.2'],
+    cmdline: 'target=169.254.0.2 port=5353 udp=12 wait=5 ip=169.254.1.2::169.254.0.1:255.255.0.0::eth0:off',
+  });
+  t.ok(await until(() => cli.consoleText().includes('udp 12 sent'), 30_000), cli.consoleText());
+  t.equal(nat.udpOutbound.refused, 12, 'every datagram was refused and counted');
+  t.ok(await until(() => hv.dmesg().some((l) => l.includes('more refusals were not logged')), 5_000));
+  const lines = hv.dmesg().filter((l) => l.includes('NAT: refused udp'));
+  t.equal(lines.length <= 6, true, `few refusal lines (${lines.length})`);
+  const sums = hv.dmesg().map((l) => /NAT: (\d+) more refusals were not logged \(at most 3 lines per 400 ms\)/.exec(l)).filter((m) => m !== null);
+  t.equal(lines.length + sums.reduce((n, m) => n + Number(m[1]), 0), 12, 'lines plus the sums account for every refusal');
+});
+
+t.test('wv nat unforward removes a forward and resets its connections; unknown forwards are named', async (t) => {
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  hv.net.enableNat();
+  const srv = await hv.createDomain({ image: guestPath('netd'), memory: 32, cmdline: NETD_CMDLINE, vifs: ['ip=169.254.1.1'] });
+  t.ok(await until(() => srv.consoleText().includes('up on vif 0'), 30_000));
+  const f = await hv.net.forward(0, srv.id, 7);
+  // A connection open through the forward.
+  const s = connect({ host: '127.0.0.1', port: f.port });
+  const closed = new Promise<string>((resolve) => {
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    s.on('close', () => resolve('closed'));
+  });
+  const first = new Promise<Buffer>((resolve) => s.once('data', resolve));
+  s.write('ping\n');
+  t.equal((await first).toString(), 'ping\n', 'the echo answers through the forward');
+  const removed = await hv.net.unforward(f.port);
+  t.match(removed, { protocol: 'tcp', host: '127.0.0.1', port: f.port });
+  t.match(await closed, /ECONNRESET|closed/, 'the open connection was ended');
+  t.equal((await tryConnect(f.port)).error, 'ECONNREFUSED', 'nothing listens on the port now');
+  t.same(hv.net.natInfo().forwards, []);
+  await t.rejects(hv.net.unforward(f.port), { code: 'WV_ERR_NET_DEVICE', message: new RegExp(`there is no tcp forward from 127\\.0\\.0\\.1:${f.port} \\(forwards: none\\)`) });
+  const u = await hv.net.forward(0, srv.id, 7, '127.0.0.1', 'udp');
+  await t.rejects(hv.net.unforward(u.port), { message: new RegExp(`no tcp forward .*\\(forwards: udp 127\\.0\\.0\\.1:${u.port}\\)`) });
+  await hv.net.unforward(u.port, '127.0.0.1', 'udp');
+  t.same(hv.net.natInfo().forwards, []);
+  t.ok(hv.dmesg().some((l) => l.includes(`NAT forward udp 127.0.0.1:${u.port} to domain ${srv.id} udp port 7 removed`)));
 });

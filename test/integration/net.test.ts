@@ -110,3 +110,29 @@ t.test('a rate-limited vif sends at its limit (within 10%), set at create and ch
   const changed = await measure({ bytes: 100_000, usecs: 50_000 }, 3); // 2,000,000 bytes/s, set after create
   t.ok(changed > 1.8e6 && changed < 2.2e6, `2 MB/s limit set at run time: sent ${(changed / 1e6).toFixed(3)} MB/s`);
 });
+
+t.test('a flooding guest (ARP storm, spoofed, malformed, and never reading its ring) does not stop two others talking', async (t) => {
+  const hv = new Hypervisor({ cpus: 2 });
+  t.teardown(() => hv.close());
+  const srv = await hv.createDomain({ image: guestPath('netd'), name: 'srv', memory: 32, vifs: ['ip=169.254.1.1'] });
+  t.ok(await until(() => srv.consoleText().includes('up on vif 0'), 30_000));
+  const bad = await hv.createDomain({ image: guestPath('netclient'), name: 'flood', memory: 32, cmdline: 'target=169.254.1.1 flood=30000', vifs: ['ip=169.254.1.3'] });
+  t.ok(await until(() => bad.consoleText().includes('flooding'), 20_000), bad.consoleText());
+  const during = hv.net.list(bad.id)[0]!.stats.txPackets;
+  const cli = await hv.createDomain({ image: guestPath('netclient'), name: 'cli', memory: 32, cmdline: 'target=169.254.1.1 count=3 wait=5000', vifs: ['ip=169.254.1.2'], onPoweroff: 'preserve' });
+  t.ok(await until(() => cli.consoleText().includes('fetched'), 30_000), cli.consoleText());
+  t.notMatch(bad.consoleText(), /flooded/, 'the flood was still going while the others talked');
+  t.match(cli.consoleText(), /3 packets transmitted, 3 received/);
+  t.match(cli.consoleText(), /HTTP\/1\.0 200 OK/);
+  const v = hv.net.list(bad.id)[0]!.stats;
+  t.ok(v.txPackets > during, 'the flooder kept sending');
+  t.ok(v.unroutable > 100, `its ARP storm reached nobody (${v.unroutable} unroutable)`);
+  t.ok(v.spoofed > 100, `its spoofed datagrams were dropped (${v.spoofed})`);
+  t.ok(v.malformed > 100, `its short frames were dropped (${v.malformed})`);
+  t.ok(v.dropped > 0, `the echoes it never reads were dropped and counted on it (${v.dropped})`);
+  t.equal(hv.net.list(cli.id)[0]!.stats.dropped, 0, 'the client lost nothing');
+  // The flooder stops at once when destroyed, and its address is free again.
+  await hv.destroy(bad.id);
+  t.equal(hv.net.switch.owner('169.254.1.3'), undefined);
+  t.equal(srv.phase === 'running' || srv.phase === 'blocked', true, `the server is still up (${srv.phase})`);
+});

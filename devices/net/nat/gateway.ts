@@ -94,6 +94,8 @@ export interface NatOptions {
   /** TCP connections the gateway's stack holds at once (default 128), and each one's buffers (default 65536, a power of two). */
   maxConnections?: number;
   bufferSize?: number;
+  /** Refusals logged at most `lines` per `windowMs` (default 20 per 10000 ms); more are counted and summed up in the next window's first line. */
+  refusalLog?: { lines: number; windowMs: number };
   /** Where refusals, forwards and failures are reported. */
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The compiled wasm-guests/build/nat.wasm (default: read and compiled now). */
@@ -184,7 +186,8 @@ function zero(): NatStats {
 /** One allow-list entry: a network and an optional port. */
 interface Allow { net: number; mask: number; port?: number }
 
-function parseAllow(text: string): Allow {
+/** Check an allow-list entry (`a.b.c.d[/bits][:port]`); throws InvalidArgumentError naming it. */
+export function parseAllow(text: string): Allow {
   const m = /^(\d+\.\d+\.\d+\.\d+)(?:\/(\d+))?(?::(\d+))?$/.exec(text.trim());
   const bits = m?.[2] === undefined ? 32 : Number(m[2]);
   const port = m?.[3] === undefined ? undefined : Number(m[3]);
@@ -281,8 +284,15 @@ export class NatGateway {
   readonly #ex: NatExports;
   readonly #aliases = new Map<number, string>();
   readonly #addr: number;
-  readonly #allow: Allow[];
-  readonly #allowSpec: string[];
+  #allow: Allow[];
+  #allowSpec: string[];
+  /** Refusal lines logged in the current window, the window's start (ms), and refusals not logged in it. */
+  #refusalLines = 0;
+  #refusalWindow = 0;
+  #refusalsQuiet = 0;
+  #refusalTimer: NodeJS.Timeout | undefined;
+  readonly #refusalLinesMax: number;
+  readonly #refusalWindowMs: number;
   readonly #log: NonNullable<NatOptions['log']>;
   readonly #inbox: Uint8Array[] = [];
   readonly #relays = new Set<Relay>();
@@ -317,6 +327,11 @@ export class NatGateway {
     const bufferSize = o.bufferSize ?? 65536;
     if (!Number.isInteger(maxConnections) || maxConnections < 2 || maxConnections > 4096) throw new InvalidArgumentError('NAT maxConnections', `${maxConnections} is not 2..4096`);
     if (!(bufferSize >= 1024 && bufferSize <= 1 << 20 && (bufferSize & (bufferSize - 1)) === 0)) throw new InvalidArgumentError('NAT bufferSize', `${bufferSize} is not a power of two in 1 KiB..1 MiB`);
+    this.#refusalLinesMax = o.refusalLog?.lines ?? 20;
+    this.#refusalWindowMs = o.refusalLog?.windowMs ?? 10_000;
+    if (!Number.isInteger(this.#refusalLinesMax) || this.#refusalLinesMax < 0 || !(this.#refusalWindowMs > 0)) {
+      throw new InvalidArgumentError('NAT refusalLog', `${this.#refusalLinesMax} lines per ${this.#refusalWindowMs} ms is not a whole number of lines per a positive time`);
+    }
     this.#maxUdpFlows = o.maxUdpFlows ?? 256;
     this.#udpIdleMs = o.udpIdleMs ?? 60_000;
     if (!Number.isInteger(this.#maxUdpFlows) || this.#maxUdpFlows < 1 || this.#maxUdpFlows > 4096) throw new InvalidArgumentError('NAT maxUdpFlows', `${this.#maxUdpFlows} is not 1..4096`);
@@ -349,6 +364,23 @@ export class NatGateway {
     this.#udpSweep = setInterval(() => this.#sweepUdp(), Math.max(5, Math.floor(this.#udpIdleMs / 4)));
     this.#udpSweep.unref();
     this.#schedule();
+  }
+
+  /** The allow-list: host addresses (and ports) guests may reach. */
+  get allow(): string[] {
+    return [...this.#allowSpec];
+  }
+
+  /**
+   * Replace the allow-list. Every entry is checked first (a bad one throws,
+   * changing nothing). Connections already relaying are left alone; new
+   * ones and new UDP flows are checked against the new list.
+   */
+  setAllow(list: readonly string[]): void {
+    const parsed = list.map(parseAllow);
+    this.#allowSpec = list.map((x) => x.trim());
+    this.#allow = parsed;
+    this.#log('info', `NAT: guests may reach ${this.#allowText()}`);
   }
 
   /** Every forward now. */
@@ -403,6 +435,14 @@ export class NatGateway {
         protocol: 'tcp', host, port, target, stats,
         close: async (): Promise<void> => {
           this.#forwards.delete(entry);
+          // Connections it relays are reset (server.close alone would wait for them to end).
+          for (const r of this.#relays) {
+            if (r.stats !== stats) continue;
+            this.#release(r, 'abort');
+            this.#finish(r);
+            r.sock.destroy();
+          }
+          this.#schedule();
           await new Promise<void>((r) => server.close(() => r()));
         },
       } satisfies NatForward,
@@ -448,6 +488,7 @@ export class NatGateway {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
+    this.#flushRefusals();
     for (const r of this.#relays) {
       this.#release(r, 'abort');
       r.done = true;
@@ -535,9 +576,38 @@ export class NatGateway {
     const host = this.#hostFor(dst);
     if (this.#allowed(host, dport)) return true;
     this.outbound.refused++;
-    this.#log('warn', `NAT: refused ${formatIp(src)}:${sport} -> ${formatIp(dst)}:${dport}: host address ${host} port ${dport} is not allowed (allow: ${this.#allowText()})`);
+    this.#logRefusal(`NAT: refused ${formatIp(src)}:${sport} -> ${formatIp(dst)}:${dport}: host address ${host} port ${dport} is not allowed (allow: ${this.#allowText()})`);
     return false;
   }
+
+  /**
+   * Log a refusal, at most refusalLog.lines per refusalLog.windowMs: a
+   * guest that hammers a forbidden address must not flood the kernel log.
+   * When the window ends, one line says how many went unlogged.
+   */
+  #logRefusal(line: string): void {
+    const t = Date.now();
+    if (t - this.#refusalWindow >= this.#refusalWindowMs) {
+      this.#flushRefusals();
+      this.#refusalWindow = t;
+      this.#refusalLines = 0;
+    }
+    if (this.#refusalLines < this.#refusalLinesMax) {
+      this.#refusalLines++;
+      this.#log('warn', line);
+    } else if (this.#refusalsQuiet++ === 0) {
+      this.#refusalTimer = setTimeout(() => this.#flushRefusals(), this.#refusalWindow + this.#refusalWindowMs - t);
+      this.#refusalTimer.unref();
+    }
+  }
+
+  /** Say how many refusals went unlogged in the window that ends. */
+  #flushRefusals(): void {
+    clearTimeout(this.#refusalTimer);
+    if (this.#refusalsQuiet > 0) this.#log('warn', `NAT: ${this.#refusalsQuiet} more refusals were not logged (at most ${this.#refusalLinesMax} lines per ${this.#refusalWindowMs} ms)`);
+    this.#refusalsQuiet = 0;
+  }
+
 
   #allowText(): string {
     return this.#allowSpec.join(', ') || 'nothing';
@@ -573,7 +643,7 @@ export class NatGateway {
     const from = `${sock.remoteAddress}:${sock.remotePort}`;
     const refuse = (why: string): void => {
       stats.refused++;
-      this.#log('warn', `NAT: refused ${from} -> ${target}: ${why}`);
+      this.#logRefusal(`NAT: refused ${from} -> ${target}: ${why}`);
       sock.on('error', () => {});
       sock.resetAndDestroy();
     };
@@ -621,7 +691,7 @@ export class NatGateway {
     const what = `udp ${formatIp(src)}:${sport} -> ${formatIp(dst)}:${dport}`;
     if (dport === 0 || !this.#allowed(host, dport)) {
       this.udpOutbound.refused++;
-      this.#log('warn', `NAT: refused ${what}: host address ${host} port ${dport} is not allowed (allow: ${this.#allowText()})`);
+      this.#logRefusal(`NAT: refused ${what}: host address ${host} port ${dport} is not allowed (allow: ${this.#allowText()})`);
       return;
     }
     const key = `${src}:${sport}`;
@@ -679,7 +749,7 @@ export class NatGateway {
     const from = `${rinfo.address}:${rinfo.port}`;
     const refuse = (why: string): void => {
       s.stats.refused++;
-      this.#log('warn', `NAT: refused udp ${from} -> ${s.target}: ${why}`);
+      this.#logRefusal(`NAT: refused udp ${from} -> ${s.target}: ${why}`);
     };
     const ip = s.to.ip ?? s.to.resolve!();
     if (ip === undefined) return refuse('it has no address (the domain is gone or has no vif)');
@@ -778,7 +848,7 @@ export class NatGateway {
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (!r.established && r.stats === this.outbound) {
         this.outbound.refused++;
-        this.#log('warn', `NAT: ${r.label}: the host refused: ${err.code ?? err.message}`);
+        this.#logRefusal(`NAT: ${r.label}: the host refused: ${err.code ?? err.message}`);
       } else if (!r.done) this.#log('info', `NAT: ${r.label}: host socket ${err.code ?? err.message}`);
     });
     sock.on('close', () => {
@@ -838,7 +908,7 @@ export class NatGateway {
       } else if (st === St.Closed) {
         const err = -ex.error(r.h);
         r.stats.refused++;
-        this.#log('warn', `NAT: refused ${r.label}: ${err === ECONNREFUSED ? 'the guest refused (nothing listens)' : `error ${err}`}`);
+        this.#logRefusal(`NAT: refused ${r.label}: ${err === ECONNREFUSED ? 'the guest refused (nothing listens)' : `error ${err}`}`);
         this.#release(r, 'abort');
         r.sock.resetAndDestroy();
         this.#finish(r);

@@ -5,8 +5,13 @@
 // target's discard port (9, or port=) and reports the throughput. udp=N
 // instead sends N datagrams to the target's port (port=, default 7), waits
 // up to wait= ms (default 2000) for each reply, prints each and a summary.
+// flood=MS instead is a hostile guest: for MS milliseconds it sends frames
+// as fast as its ring takes them (an ARP storm for addresses nobody has,
+// UDP to the target's echo port, spoofed and malformed frames) and never
+// reads its receive ring, then prints what it sent and powers off.
+import { put16, put32, putMac, csumAdd, csumStore } from "../../sdk/net/bytes";
 import {
-  println, print, poweroff, shutdown, block, now, cmdline, cmdlineArg, SHUTDOWN_CRASH,
+  EAGAIN, println, print, poweroff, shutdown, block, now, cmdline, cmdlineArg, SHUTDOWN_CRASH,
   NetFront, netfrontError, NetStack, TcpSocket, TcpState, UdpSocket, UdpEndpoint, PingReply, parseIpv4, formatIpv4,
 } from "../../sdk/index";
 
@@ -105,6 +110,82 @@ function sendUdp(target: u32, count: u32): void {
   poweroff();
 }
 
+/** Write an Ethernet header at `p`: broadcast or `to`, from `mac`, `type`. */
+function ether(p: usize, to: u64, mac: u64, type: u32): void {
+  putMac(p, to);
+  putMac(p + 6, mac);
+  put16(p + 12, type);
+}
+
+/** A UDP datagram from `src` to `dst`:`port` with `payload` bytes, IPv4 header checksummed, UDP checksum 0 (none). Returns the frame length. */
+function udpFrame(p: usize, mac: u64, src: u32, dst: u32, port: u32, payload: u32): u32 {
+  ether(p, 0x00163e000000, mac, 0x0800);
+  const ip = p + 14;
+  memory.fill(ip, 0, 20);
+  store<u8>(ip, 0x45);
+  put16(ip + 2, 20 + 8 + payload);
+  store<u8>(ip + 8, 64);
+  store<u8>(ip + 9, 17);
+  put32(ip + 12, src);
+  put32(ip + 16, dst);
+  csumStore(ip + 10, csumAdd(0, ip, 20));
+  const udp = ip + 20;
+  put16(udp, 40000);
+  put16(udp + 2, port);
+  put16(udp + 4, 8 + payload);
+  put16(udp + 6, 0);
+  memory.fill(udp + 8, 0x5a, payload);
+  return 14 + 20 + 8 + payload;
+}
+
+/**
+ * Hostile: for `ms` milliseconds send, in turn, an ARP request for an
+ * address nobody has, a UDP datagram to the target's echo port (whose
+ * answers this guest never reads), the same from an address that is not its
+ * own, and a frame too short to be IPv4. Never takes a received frame.
+ */
+function flood(target: u32, ms: u64): void {
+  const d = changetype<NetFront>(dev);
+  const s = changetype<NetStack>(stack);
+  const mac = d.mac;
+  const me = s.address;
+  const f = heap.alloc(128);
+  const port = <u32>I32.parseInt(cmdlineArg("port", "7"));
+  let sent: u64 = 0;
+  let busy: u64 = 0;
+  let refused: u64 = 0;
+  println("netclient: " + formatIpv4(me) + " flooding " + formatIpv4(target) + " for " + ms.toString() + " ms");
+  const until = now() + ms * 1000000;
+  let i: u32 = 0;
+  while (now() < until) {
+    let len: u32 = 0;
+    const kind = i & 3;
+    if (kind == 0) {
+      ether(f, 0xffffffffffff, mac, 0x0806);
+      const a = f + 14;
+      put16(a, 1); put16(a + 2, 0x0800); store<u8>(a + 4, 6); store<u8>(a + 5, 4); put16(a + 6, 1);
+      putMac(a + 8, mac); put32(a + 14, me);
+      putMac(a + 18, 0); put32(a + 24, 0xa9fec800 | ((i >> 2) & 0x3ff)); // 169.254.200.0 upwards: nobody's
+      len = 42;
+    } else if (kind == 1) {
+      len = udpFrame(f, mac, me, target, port, 32);
+    } else if (kind == 2) {
+      len = udpFrame(f, mac, 0xa9fe0909, target, port, 32); // from 169.254.9.9
+    } else {
+      ether(f, 0x00163e000000, mac, 0x0800);
+      memory.fill(f + 14, 0x45, 6);
+      len = 20;
+    }
+    const r = d.send(f, len);
+    if (r == 0) { sent++; i++; continue; }
+    if (r == -EAGAIN) { busy++; block(now() + 1000000); continue; } // EAGAIN: every buffer in flight
+    refused++;
+    i++;
+  }
+  println("netclient: flooded " + sent.toString() + " frames (" + busy.toString() + " waits for a full ring, " + refused.toString() + " refused)");
+  poweroff();
+}
+
 export function start(): void {
   const nic = NetFront.open(0);
   if (nic === null) return fail(netfrontError());
@@ -121,6 +202,8 @@ export function start(): void {
   if (t < 0) return fail("target= is not an IPv4 address");
   const target = <u32>t;
   const count = <u32>I32.parseInt(cmdlineArg("count", "3"));
+  const floodMs = <u64>I64.parseInt(cmdlineArg("flood", "0"));
+  if (floodMs > 0) return flood(target, floodMs);
   const bulk = <u32>I32.parseInt(cmdlineArg("bulk", "0"));
   if (bulk > 0) return sendBulk(target, bulk);
   const udp = <u32>I32.parseInt(cmdlineArg("udp", "0"));
