@@ -15,6 +15,9 @@ import {
 /** A port's status as `evtchn.status` reports it. */
 export interface PortStatus { state: number; remote: number; remotePort: number; virq: number }
 
+/** A port as a save holds it (`remotePort` is the virq of a virq binding). */
+export interface SavedPort { port: number; state: number; remote: number; remotePort: number; pending: boolean; masked: boolean }
+
 export class EventChannels {
   readonly table: PvTable;
   /** Index of the vCPU host this instance runs on, or -1 for the main thread. */
@@ -145,6 +148,58 @@ export class EventChannels {
     Atomics.and(this.#w, s + H_PENDING + (port >> 5), ~(1 << (port & 31)));
     Atomics.and(this.#w, s + H_MASK + (port >> 5), ~(1 << (port & 31)));
     return 0;
+  }
+
+  /** The ports `dom` uses, with their pending and mask bits: what a save holds (main thread). */
+  exportPorts(dom: number): SavedPort[] {
+    const s = this.table.slot(dom);
+    const out: SavedPort[] = [];
+    for (let p = 1; p < NR_PORTS; p++) {
+      const i = this.#port(dom, p);
+      const state = Atomics.load(this.#w, i);
+      if (state === PortState.FREE) continue;
+      const bit = 1 << (p & 31);
+      out.push({
+        port: p, state, remote: this.#w[i + 1]!, remotePort: this.#w[i + 2]!,
+        pending: (Atomics.load(this.#w, s + H_PENDING + (p >> 5)) & bit) !== 0,
+        masked: (Atomics.load(this.#w, s + H_MASK + (p >> 5)) & bit) !== 0,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Put a saved domain's ports back, at the same numbers, on `dom` (a fresh
+   * domain, before it runs). Virq bindings come back as they were. Returns
+   * the ports it could not bring back (connections to other domains), with
+   * why; those stay free.
+   */
+  restorePorts(dom: number, ports: readonly SavedPort[]): string[] {
+    const s = this.table.slot(dom);
+    const lost: string[] = [];
+    this.table.locked(() => {
+      for (const sp of ports) {
+        if (!this.#valid(sp.port) || this.#w[this.#port(dom, sp.port)] !== PortState.FREE) {
+          lost.push(`port ${sp.port}: not a free port number`);
+          continue;
+        }
+        if (sp.state !== PortState.VIRQ) {
+          lost.push(`port ${sp.port}: ${sp.state === PortState.INTERDOMAIN ? `connected to domain ${sp.remote} port ${sp.remotePort}` : `offered to domain ${sp.remote}`} (connections to other domains are not restored yet)`);
+          continue;
+        }
+        const virq = sp.remotePort;
+        if (!(Number.isInteger(virq) && virq >= 0 && virq < NR_VIRQS) || this.#w[s + H_VIRQ + virq] !== 0) {
+          lost.push(`port ${sp.port}: virq ${virq} is not valid or bound twice`);
+          continue;
+        }
+        this.#set(dom, sp.port, PortState.VIRQ, 0, virq, 0);
+        Atomics.store(this.#w, s + H_VIRQ + virq, sp.port);
+        const bit = 1 << (sp.port & 31);
+        if (sp.masked) Atomics.or(this.#w, s + H_MASK + (sp.port >> 5), bit);
+        if (sp.pending) Atomics.or(this.#w, s + H_PENDING + (sp.port >> 5), bit);
+      }
+    });
+    return lost;
   }
 
   /** Close every port of a domain being destroyed (main thread). */

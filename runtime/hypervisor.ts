@@ -37,6 +37,12 @@ import type { FromHost, GuestExit, SharedTables, StoreOp } from './executor/prot
 import { Store } from '../kernel/store.ts';
 import { HostEvents } from './host-events.ts';
 import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
+import { FLAGS_MEMORY_PAGES } from './loader/capture.ts';
+import type { CapturedState } from './executor/protocol.ts';
+import { SaveReader, SaveWriter, type SaveSummary } from './save/format.ts';
+import { RestoreError, SaveTimeoutError, SaveUnsupportedError } from './save/errors.ts';
+import type { SavedPort } from '../kernel/evtchn.ts';
+import { H_VIRQ } from '../kernel/pv-table.ts';
 import { BlockDevices, type OpenedDisk } from '../devices/blk/vbd.ts';
 import type { DiskSpec } from '../devices/blk/disk-spec.ts';
 import { NetDevices, type VifSpec } from '../devices/net/vif.ts';
@@ -176,6 +182,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly #epochMs: number;
   readonly #control: DomainControl;
   #closed = false;
+  /** Saves waiting for a guest's capture. */
+  readonly #captureWaits = new Map<number, { resolve: (s: CapturedState) => void; reject: (e: Error) => void }>();
 
   constructor(given: HypervisorOptions = {}) {
     const opts: HypervisorOptions = given.boot !== undefined
@@ -197,7 +205,8 @@ export class Hypervisor implements AsyncDisposable {
     const clock = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now() - this.#epochMs) * 1e6));
     this.kernel = new Kernel({ totalMemoryBytes: total, dom0MemoryBytes: dom0, clock, consoleBytes: opts.consoleBytes });
     this.cpus = cpus;
-    const flags = Array.from({ length: cpus }, () => new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }));
+    // Page 0: the CPU's attention word; the rest: where a guest's stack is unwound when it is saved (runtime/loader/capture.ts).
+    const flags = Array.from({ length: cpus }, () => new WebAssembly.Memory({ initial: FLAGS_MEMORY_PAGES, maximum: FLAGS_MEMORY_PAGES, shared: true }));
     this.#attention = flags.map((m) => new Int32Array(m.buffer, 0, 1));
     this.pv = new PvTable(MAX_DOMID, cpus);
     // Domain 0 is the host itself: live, privileged, never on a vCPU host.
@@ -351,7 +360,7 @@ export class Hypervisor implements AsyncDisposable {
     });
   }
 
-  #createFromImage(image: GuestImage, config: DomainConfig, disks: OpenedDisk[] = []): Domain {
+  #createFromImage(image: GuestImage, config: DomainConfig, disks: OpenedDisk[] = [], restore?: { memory: WebAssembly.Memory; state: CapturedState; ports: SavedPort[]; console: Uint8Array | undefined }): Domain {
     this.#checkOpen();
     const memoryBytes = config.memoryBytes ?? Math.round((config.memory ?? 16) * MiB);
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < WASM_PAGE || memoryBytes % WASM_PAGE !== 0) {
@@ -366,7 +375,7 @@ export class Hypervisor implements AsyncDisposable {
     const record = this.kernel.createDomain({ name: config.name, memoryBytes, cmdline: config.cmdline, image: image.label });
     let memory: WebAssembly.Memory;
     try {
-      memory = new WebAssembly.Memory({
+      memory = restore?.memory ?? new WebAssembly.Memory({
         initial: Math.max(1, image.minPages),
         maximum: Math.min(memoryBytes / WASM_PAGE, image.maxPages),
         shared: true,
@@ -376,7 +385,8 @@ export class Hypervisor implements AsyncDisposable {
       throw new HostMemoryError(memoryBytes, (err as Error).message);
     }
     const cmdline = new TextEncoder().encode(record.cmdline);
-    writeStartInfo(new Uint8Array(memory.buffer), START_INFO_ADDR, {
+    // A restored guest's start-info page is in its saved memory; only its domain id is new.
+    if (!restore) writeStartInfo(new Uint8Array(memory.buffer), START_INFO_ADDR, {
       domid: record.id,
       privileged: false,
       memoryBytes,
@@ -407,6 +417,10 @@ export class Hypervisor implements AsyncDisposable {
     Atomics.store(this.#consoleInFlight, record.id, 0);
     Atomics.store(this.#runstate, record.id, RunState.RUNNABLE);
     this.pv.claim(record.id, false);
+    if (restore) {
+      for (const why of this.evtchn.restorePorts(record.id, restore.ports)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
+      if (restore.console && restore.console.length > 0) this.kernel.consoleWrite(record, restore.console);
+    }
     this.#pool.broadcast({ t: 'domain', domid: record.id, memory });
     const cpu = this.#pool.start({
       t: 'start',
@@ -420,6 +434,8 @@ export class Hypervisor implements AsyncDisposable {
       paused: config.paused ?? false,
       sched,
       ...(this.#watchdogMs !== undefined ? { watchdogMs: this.#watchdogMs } : {}),
+      globals: image.capture.globals.map((g) => g.name),
+      ...(restore ? { resume: { state: restore.state, value: 0 } } : {}),
     }, image.module, config.cpu);
     this.#sched.set(record.id, sched);
     this.pv.setHome(record.id, cpu);
@@ -599,6 +615,193 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
+  /**
+   * Save a running domain to `file` (`xl save`; docs/save-format.md). The
+   * guest is asked to suspend: one that has bound the shutdown virq gets a
+   * suspend request and is captured when it calls shutdown(suspend); one
+   * that has not is captured at its next block or yield. A guest that does
+   * not suspend within `timeoutMs` (default 10 s) keeps running and the save
+   * fails; with `force` it is then captured at its next block or yield.
+   * The file is written atomically; then the domain is destroyed, or with
+   * `checkpoint` goes on running. If writing fails (a full disk), the domain
+   * goes on running and the error says why.
+   */
+  async save(ref: number | string, file: string, opts: { checkpoint?: boolean; force?: boolean; timeoutMs?: number; onProgress?: (done: number, total: number | undefined) => void } = {}): Promise<SaveSummary & { domid: number; name: string; downtimeMs: number }> {
+    this.#checkOpen();
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    const id = rec.id;
+    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, 'save', rec.phase);
+    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    if (this.net.list(id).length > 0 || this.blk.list(id).length > 0) throw new SaveUnsupportedError(id, 'it has virtual devices (vifs or disks), which a save cannot hold yet');
+    if (this.#captureWaits.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    if (!(timeoutMs > 0)) throw new InvalidArgumentError('save timeout', `${timeoutMs} ms is not positive`);
+    const view = dom.memory ? new Int32Array(dom.memory.buffer) : undefined;
+    const request = (START_INFO_ADDR + SHUTDOWN_REQUEST_OFFSET) / 4;
+    const cooperative = Atomics.load(this.pv.words, this.pv.slot(id) + H_VIRQ + Virq.SHUTDOWN) !== 0;
+    const capture = (any: boolean, ms: number): Promise<CapturedState> => new Promise<CapturedState>((resolve, reject) => {
+      const timer = setTimeout(() => { this.#captureWaits.delete(id); reject(new Error('timeout')); }, ms);
+      this.#captureWaits.set(id, {
+        resolve: (st) => { clearTimeout(timer); this.#captureWaits.delete(id); resolve(st); },
+        reject: (e) => { clearTimeout(timer); this.#captureWaits.delete(id); reject(e); },
+      });
+      this.#pool.send(id, { t: 'capture', domid: id, any });
+      this.#attend(id);
+    });
+    let state: CapturedState;
+    const t0 = performance.now();
+    try {
+      if (cooperative) {
+        if (view) Atomics.store(view, request, 1 + SHUTDOWN_CODES.suspend);
+        this.evtchn.raiseVirq(id, Virq.SHUTDOWN);
+        try {
+          state = await capture(false, timeoutMs);
+        } catch (err) {
+          if ((err as Error).message !== 'timeout') throw err;
+          if (!opts.force) throw new SaveTimeoutError(id, `it did not suspend within ${timeoutMs} ms (give --force to capture it at its next block or yield)`);
+          state = await capture(true, timeoutMs);
+        }
+      } else {
+        state = await capture(true, timeoutMs);
+      }
+    } catch (err) {
+      this.#pool.send(id, { t: 'capture-cancel', domid: id });
+      if (view) Atomics.store(view, request, 0);
+      if ((err as Error).message === 'timeout') throw new SaveTimeoutError(id, `it did not block or yield within ${timeoutMs} ms, so it could not be captured (a guest is captured only where it gives up the CPU)`);
+      throw err;
+    } finally {
+      if (view) Atomics.store(view, request, 0);
+    }
+    const resumeValue = state.at === 'shutdown' ? 1 : 0;
+    let summary: SaveSummary;
+    try {
+      summary = await this.#writeSave(dom, state, file, opts);
+    } catch (err) {
+      this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+      this.kernel.log.warn(`domain ${id} (${rec.name}): save to ${file} failed, it goes on running: ${(err as Error).message}`);
+      throw err;
+    }
+    const downtimeMs = performance.now() - t0;
+    if (opts.checkpoint) {
+      this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+      this.kernel.log.info(`domain ${id} (${rec.name}): checkpoint saved to ${summary.path} (${summary.bytes} bytes); it goes on running`);
+    } else {
+      this.kernel.log.info(`domain ${id} (${rec.name}): saved to ${summary.path} (${summary.bytes} bytes)`);
+      rec.shutdownReason = 'suspend';
+      await this.destroy(id);
+    }
+    return { ...summary, domid: id, name: rec.name, downtimeMs };
+  }
+
+  async #writeSave(dom: Domain, state: CapturedState, file: string, opts: { checkpoint?: boolean; onProgress?: (done: number, total: number | undefined) => void }): Promise<SaveSummary> {
+    const rec = dom.record;
+    const config = this.#configs.get(rec.id);
+    const memory = new Uint8Array(dom.memory!.buffer);
+    const w = await SaveWriter.create(file, { checkpoint: opts.checkpoint ?? false });
+    try {
+      await w.addJson('domain', {
+        name: rec.name, id: rec.id, memoryBytes: rec.memoryBytes, memoryLength: memory.length, cmdline: rec.cmdline, image: dom.image.label,
+        imageId: dom.image.id, sched: this.#sched.get(rec.id) ?? null, onPoweroff: config?.onPoweroff ?? null, onReboot: config?.onReboot ?? null,
+        onCrash: config?.onCrash ?? null, cpuTimeNs: this.#cpuNs[rec.id] ?? 0,
+        cpu: { entry: state.entry, at: state.at, nowNs: String(state.nowNs), timerNs: String(state.timerNs) },
+      });
+      await w.addSection('image', dom.image.original ?? new Uint8Array(0));
+      await w.addJson('globals', { types: dom.image.capture.globals.map((g) => g.type), values: state.globals.map(String) });
+      await w.addSection('stack', state.stack);
+      await w.addJson('evtchn', this.evtchn.exportPorts(rec.id));
+      await w.addSection('console', rec.console.contents());
+      await w.addSection('memory', memory, { length: memory.length, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+      return await w.commit();
+    } catch (err) {
+      await w.abort().catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Restore a domain from a save file (`xl restore`), on this host or
+   * another: a new domain with the saved memory, globals and stack, its
+   * event channel ports, timer, console history and scheduling; the guest
+   * goes on from where it was captured (its suspend call returns 0). Its
+   * clock goes on from the saved time.
+   */
+  async restore(file: string, opts: { name?: string; paused?: boolean; onProgress?: (done: number, total: number) => void } = {}): Promise<Domain> {
+    this.#checkOpen();
+    const r = await SaveReader.open(file);
+    try {
+      const need = (k: 'domain' | 'image' | 'globals' | 'stack' | 'evtchn' | 'memory'): void => {
+        if (!r.section(k)) throw new RestoreError(r.path, `it has no ${k} section`);
+      };
+      for (const k of ['domain', 'image', 'globals', 'stack', 'evtchn', 'memory'] as const) need(k);
+      const d = await r.readJson('domain') as {
+        name: string; memoryBytes: number; memoryLength: number; cmdline: string; image: string; sched: BvtParams | null;
+        onPoweroff: ExitAction | null; onReboot: ExitAction | null; onCrash: ExitAction | null;
+        cpu: { entry: number; at: CapturedState['at']; nowNs: string; timerNs: string };
+      };
+      const bad = (what: string): never => { throw new RestoreError(r.path, `its domain record is malformed (${what})`); };
+      if (typeof d !== 'object' || d === null) bad('not an object');
+      if (typeof d.name !== 'string') bad('name');
+      if (!Number.isSafeInteger(d.memoryBytes) || d.memoryBytes <= 0 || d.memoryBytes % WASM_PAGE !== 0) bad('memoryBytes');
+      if (!Number.isSafeInteger(d.memoryLength) || d.memoryLength <= 0 || d.memoryLength > d.memoryBytes || d.memoryLength % WASM_PAGE !== 0) bad('memoryLength');
+      if (typeof d.cpu !== 'object' || d.cpu === null || !['block', 'yield', 'shutdown'].includes(d.cpu.at) || !Number.isInteger(d.cpu.entry)) bad('cpu');
+      if (d.memoryBytes > this.kernel.budget.freeBytes) {
+        throw new RestoreError(r.path, `its ${d.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free`);
+      }
+      const imageBytes = await r.read('image');
+      if (imageBytes.length === 0) throw new RestoreError(r.path, 'it holds no guest image');
+      const image = await this.loadImage(new Uint8Array(imageBytes)).catch((err: unknown) => {
+        throw new RestoreError(r.path, `its guest image does not load: ${(err as Error).message}`);
+      });
+      if (!image.capture.saveable) throw new RestoreError(r.path, `its guest image cannot be resumed here: ${image.capture.why}`);
+      const g = await r.readJson('globals') as { types: string[]; values: string[] };
+      const types = image.capture.globals.map((x) => x.type);
+      if (!Array.isArray(g?.types) || !Array.isArray(g.values) || g.types.join() !== types.join() || g.values.length !== types.length) {
+        throw new RestoreError(r.path, `its globals (${Array.isArray(g?.types) ? g.types.join(', ') : '?'}) do not match its image's (${types.join(', ')})`);
+      }
+      const globals = g.values.map((v, i) => {
+        try {
+          return types[i] === 'i64' ? BigInt(v) : Number(v);
+        } catch {
+          throw new RestoreError(r.path, `global ${i} is not a number`);
+        }
+      });
+      if (d.cpu.entry < 0 || d.cpu.entry >= image.entries.length) bad('cpu.entry');
+      const ports = await r.readJson('evtchn') as SavedPort[];
+      if (!Array.isArray(ports)) bad('evtchn');
+      const stack = new Uint8Array(await r.read('stack'));
+      let nowNs: bigint;
+      let timerNs: bigint;
+      try {
+        nowNs = BigInt(d.cpu.nowNs);
+        timerNs = BigInt(d.cpu.timerNs);
+      } catch {
+        return bad('cpu clock');
+      }
+      let memory: WebAssembly.Memory;
+      try {
+        memory = new WebAssembly.Memory({ initial: d.memoryLength / WASM_PAGE, maximum: Math.min(d.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
+      } catch (err) {
+        throw new HostMemoryError(d.memoryBytes, (err as Error).message);
+      }
+      await r.readInto('memory', new Uint8Array(memory.buffer), { zeroed: true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+      const consoleBytes = r.section('console') ? await r.read('console') : undefined;
+      const config: DomainConfig = {
+        image, name: opts.name ?? d.name, memoryBytes: d.memoryBytes, cmdline: d.cmdline, paused: opts.paused ?? false,
+        ...(d.sched ? { sched: toSettings(d.sched) } : {}),
+        ...(d.onPoweroff ? { onPoweroff: d.onPoweroff } : {}), ...(d.onReboot ? { onReboot: d.onReboot } : {}), ...(d.onCrash ? { onCrash: d.onCrash } : {}),
+      };
+      const dom = this.#createFromImage(image, config, [], {
+        memory, ports, console: consoleBytes,
+        state: { entry: d.cpu.entry, at: d.cpu.at, globals, stack, nowNs, timerNs },
+      });
+      this.kernel.log.info(`domain ${dom.id} (${dom.name}) restored from ${r.path}`);
+      return dom;
+    } finally {
+      await r.close();
+    }
+  }
+
   /** Destroy a domain at once, whatever it is doing, and free its memory. */
   async destroy(ref: number | string): Promise<void> {
     const dom = this.domain(ref);
@@ -637,7 +840,14 @@ export class Hypervisor implements AsyncDisposable {
         return;
       }
       case 'exit':
+        this.#captureWaits.get(msg.domid)?.reject(new SaveUnsupportedError(msg.domid, 'it stopped before it could be captured'));
         this.#onExit(msg.domid, msg.exit);
+        return;
+      case 'captured':
+        this.#captureWaits.get(msg.domid)?.resolve(msg.state);
+        return;
+      case 'capture-failed':
+        this.#captureWaits.get(msg.domid)?.reject(new SaveUnsupportedError(msg.domid, msg.reason));
         return;
       case 'store':
         this.#pool.send(msg.domid, { t: 'store-reply', domid: msg.domid, req: msg.req, result: this.#storeOp(msg.domid, msg.op, msg.path, msg.value) });

@@ -10,6 +10,8 @@
 # machine's apt configuration is not touched). Safe to run again: it does
 # nothing when DEST already holds the converted corpus.
 set -euo pipefail
+# Say where it stopped: a failure under set -e is otherwise silent.
+trap 'echo "spec corpus: failed at line $LINENO (exit $?): $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 dest=${1:-.cache/spec-corpus}
 version=108-1

@@ -66,6 +66,21 @@ export interface HostInit {
 /** Store operations a guest may call. */
 export type StoreOp = 'read' | 'write' | 'directory' | 'remove' | 'watch' | 'unwatch' | 'next-event';
 
+/** A guest's execution state, captured at a block, yield or suspend (runtime/loader/capture.ts). */
+export interface CapturedState {
+  /** Index in the image's entries of the export that was running. */
+  entry: number;
+  /** The hypercall it was captured in. */
+  at: 'block' | 'yield' | 'shutdown';
+  /** Its mutable globals, in the image's order (i64 values as bigint). */
+  globals: Array<number | bigint>;
+  /** The unwound call stack (Asyncify's data). */
+  stack: Uint8Array;
+  /** The guest's monotonic clock when it was captured, and its timer's deadline (0: none), ns. */
+  nowNs: bigint;
+  timerNs: bigint;
+}
+
 export type ToHost =
   | { t: 'image'; imageId: string; module: WebAssembly.Module }
   | {
@@ -83,7 +98,16 @@ export type ToHost =
       sched?: BvtParams;
       /** Arm the domain's watchdog at start (the `watchdog` boot option), ms. */
       watchdogMs?: number;
+      /** Export names of the image's mutable globals (runtime/loader/capture.ts). */
+      globals?: readonly string[];
+      /** Resume a captured state (restore) instead of calling the entries from the first; `value` is what the hypercall returns. */
+      resume?: { state: CapturedState; value: number };
     }
+  /** Capture the guest: at its next block or yield (`any`), or only when it calls shutdown(suspend). */
+  | { t: 'capture'; domid: number; any: boolean }
+  | { t: 'capture-cancel'; domid: number }
+  /** Go on after a capture (a checkpoint, or a save that failed): the captured hypercall returns `value`. */
+  | { t: 'continue'; domid: number; value: number }
   /** Every vCPU host learns every domain's memory (grant copies reach it directly). */
   | { t: 'domain'; domid: number; memory: WebAssembly.Memory }
   | { t: 'forget'; domid: number }
@@ -108,5 +132,8 @@ export type FromHost =
   /** The domain is parked (paused) and uses no CPU: confirms a pause. */
   | { t: 'paused'; domid: number }
   | { t: 'exit'; domid: number; exit: GuestExit }
+  /** The guest's stack is unwound and its state captured; it runs again only on 'continue'. */
+  | { t: 'captured'; domid: number; state: CapturedState }
+  | { t: 'capture-failed'; domid: number; reason: string }
   /** A guest's store call, carried out by the main thread (kernel/store.ts). */
   | { t: 'store'; domid: number; req: number; op: StoreOp; path: string; value: string };

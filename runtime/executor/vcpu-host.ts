@@ -21,9 +21,18 @@ import type { HostHypercallImports } from '../../host-bindings/imports.ts';
 import { FLAGS_NAME, SAFEPOINT_MODULE, SAFEPOINT_NAME, TICK_FUNCTION } from '../loader/instrument.ts';
 import { Attention, CONSOLE_IN_FLIGHT_MAX, Ctl, RunState } from './protocol.ts';
 import { Bvt, BvtEntity, DEFAULT_BVT } from '../../kernel/bvt.ts';
-import type { FromHost, GuestExit, HostInit, StoreOp, ToHost } from './protocol.ts';
+import type { CapturedState, FromHost, GuestExit, HostInit, StoreOp, ToHost } from './protocol.ts';
+import { CAPTURE_AREA_OFFSET } from '../loader/capture.ts';
 
-type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'waiting' | 'dead';
+/** The Asyncify exports of a guest built with capture points. */
+interface CaptureExports {
+  asyncify_start_unwind(data: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(data: number): void;
+  asyncify_stop_rewind(): void;
+}
+
+type GuestState = 'ready' | 'running' | 'blocked' | 'parked' | 'waiting' | 'captured' | 'dead';
 
 /** Console input waiting for a guest to read it, at most (bytes). */
 const CONSOLE_INPUT_MAX = 64 * 1024;
@@ -60,6 +69,28 @@ interface Guest {
   sliceStart: number;
   /** Borrowed-virtual-time state on this CPU. */
   readonly bvt: BvtEntity;
+  /** Its instance's exports, once booted. */
+  exports: Record<string, unknown> | undefined;
+  /** Export names of its mutable globals. */
+  readonly globals: readonly string[];
+  /** The hypercall it is suspended in, when it is suspended. */
+  suspendedIn: 'block' | 'yield' | 'safepoint' | 'store' | 'park' | undefined;
+  /** A capture asked for and not yet made: at any block or yield, or only at shutdown(suspend). */
+  capture: { any: boolean } | undefined;
+  /** Unwinding its stack for a capture, from this hypercall. */
+  unwinding: CapturedState['at'] | undefined;
+  /** Rewinding its stack: what the captured hypercall returns when it is reached again. */
+  rewinding: { value: number } | undefined;
+  /** A rewind to start when it next runs (after a capture, or a restore). */
+  rewindPending: boolean;
+  /** The entry export running. */
+  entryIndex: number;
+  /** The last capture. */
+  captured: CapturedState | undefined;
+  /** Added to the hypervisor's clock: a restored guest's clock goes on from where it was saved. */
+  timeOffsetNs: bigint;
+  /** Its one-shot timer's deadline in its own clock (0: none). */
+  timerNs: bigint;
 }
 
 const bvtOf = (g: Guest): BvtEntity => g.bvt;
@@ -178,6 +209,38 @@ export class VcpuHost {
         done.finish(msg.result);
         return;
       }
+      case 'capture': {
+        const g = this.#guests.get(msg.domid);
+        if (!g) return;
+        if (!g.exports?.['asyncify_start_unwind'] && g.booted) {
+          this.#post({ t: 'capture-failed', domid: g.domid, reason: 'its image has no capture points' });
+          return;
+        }
+        if (this.#flags.buffer.byteLength <= CAPTURE_AREA_OFFSET + 8) {
+          this.#post({ t: 'capture-failed', domid: g.domid, reason: 'this CPU has no capture area' });
+          return;
+        }
+        g.capture = { any: msg.any };
+        // Suspended in a block or yield now: unwind from there at once.
+        if (msg.any && g.resume && (g.suspendedIn === 'block' || g.suspendedIn === 'yield') && (g.state === 'blocked' || g.state === 'ready')) this.#captureSuspended(g);
+        return;
+      }
+      case 'capture-cancel': {
+        const g = this.#guests.get(msg.domid);
+        if (g) g.capture = undefined;
+        return;
+      }
+      case 'continue': {
+        const g = this.#guests.get(msg.domid);
+        if (!g || g.state !== 'captured') return;
+        g.rewinding = { value: msg.value };
+        g.rewindPending = true;
+        if (g.captured && g.captured.timerNs !== 0n) this.#setTimer(g, g.captured.timerNs);
+        this.#awaken(g);
+        if (g.paused) g.state = 'parked';
+        else this.#makeReady(g);
+        return;
+      }
       case 'console-in': {
         const g = this.#guests.get(msg.domid);
         if (!g) return;
@@ -280,7 +343,26 @@ export class VcpuHost {
       storeWait: undefined,
       sliceStart: 0,
       bvt: new BvtEntity(msg.sched ?? DEFAULT_BVT),
+      exports: undefined,
+      globals: msg.globals ?? [],
+      suspendedIn: undefined,
+      capture: undefined,
+      unwinding: undefined,
+      rewinding: undefined,
+      rewindPending: false,
+      entryIndex: 0,
+      captured: undefined,
+      timeOffsetNs: 0n,
+      timerNs: 0n,
     };
+    if (msg.resume) {
+      g.captured = msg.resume.state;
+      g.entryIndex = msg.resume.state.entry;
+      g.rewinding = { value: msg.resume.value };
+      g.rewindPending = true;
+      g.timeOffsetNs = msg.resume.state.nowNs - this.#now();
+      if (msg.resume.state.timerNs !== 0n) this.#setTimer(g, msg.resume.state.timerNs);
+    }
     this.#guests.set(g.domid, g);
     if (msg.watchdogMs) this.#armWatchdog(g, msg.watchdogMs);
     this.#awaken(g);
@@ -319,6 +401,7 @@ export class VcpuHost {
     }
     const req = ++this.#storeSeq;
     const waiting = this.#suspend(g, 'waiting');
+    g.suspendedIn = 'store';
     g.storeWait = {
       req,
       finish: (result) => {
@@ -391,9 +474,12 @@ export class VcpuHost {
     if (!g.booted) {
       g.booted = true;
       this.#boot(g);
+    } else if (g.rewindPending) {
+      this.#runEntries(g);
     } else {
       const resume = g.resume;
       g.resume = undefined;
+      g.suspendedIn = undefined;
       resume?.(g.wakeValue);
     }
     // Runs after the guest has suspended again (microtasks run in order).
@@ -408,15 +494,134 @@ export class VcpuHost {
       this.#finish(g, { kind: 'trap', reason: `instantiation failed: ${(err as Error).message}`, backtrace: [] });
       return;
     }
-    const exports = instance.exports as Record<string, () => void>;
-    const entries = g.entries.map((name) => WebAssembly.promising(exports[name]!));
-    const run = async (): Promise<void> => {
-      for (const entry of entries) await entry();
+    g.exports = instance.exports as Record<string, unknown>;
+    if (g.rewindPending) {
+      // A restore: the saved globals go back before the stack is rewound.
+      const values = g.captured!.globals;
+      if (values.length !== g.globals.length) {
+        this.#finish(g, { kind: 'trap', reason: `the saved state has ${values.length} globals, the image ${g.globals.length}`, backtrace: [] });
+        return;
+      }
+      try {
+        g.globals.forEach((name, i) => { (g.exports![name] as WebAssembly.Global).value = values[i]; });
+      } catch (err) {
+        this.#finish(g, { kind: 'trap', reason: `the saved globals do not fit the image: ${(err as Error).message}`, backtrace: [] });
+        return;
+      }
+    }
+    this.#runEntries(g);
+  }
+
+  /**
+   * Call the entries from g.entryIndex on (rewinding the captured stack
+   * first when one is pending). A guest whose stack unwinds for a capture
+   * returns from its entry: that is reported, not taken as a poweroff.
+   */
+  #runEntries(g: Guest): void {
+    const exports = g.exports!;
+    const from = g.entryIndex;
+    if (g.rewindPending) {
+      g.rewindPending = false;
+      const stack = g.captured!.stack;
+      if (stack.length > this.#flags.buffer.byteLength - CAPTURE_AREA_OFFSET - 8) {
+        this.#finish(g, { kind: 'trap', reason: `its saved stack (${stack.length} bytes) does not fit this CPU's capture area`, backtrace: [] });
+        return;
+      }
+      const view = new DataView(this.#flags.buffer);
+      new Uint8Array(this.#flags.buffer).set(stack, CAPTURE_AREA_OFFSET + 8);
+      view.setUint32(CAPTURE_AREA_OFFSET, CAPTURE_AREA_OFFSET + 8 + stack.length, true);
+      view.setUint32(CAPTURE_AREA_OFFSET + 4, this.#flags.buffer.byteLength, true);
+      (exports as unknown as CaptureExports).asyncify_start_rewind(CAPTURE_AREA_OFFSET);
+    }
+    const entries = g.entries.map((name) => WebAssembly.promising(exports[name] as () => void));
+    const run = async (): Promise<boolean> => {
+      for (let i = from; i < entries.length; i++) {
+        g.entryIndex = i;
+        await entries[i]!();
+        if (g.unwinding) return false;
+      }
+      return true;
     };
     run().then(
-      () => this.#finish(g, { kind: 'shutdown', reason: 'poweroff' }),
-      (err: unknown) => this.#finish(g, trapExit(err)),
+      (done) => (done ? this.#finish(g, { kind: 'shutdown', reason: 'poweroff' }) : this.#unwound(g)),
+      (err: unknown) => this.#finish(g, g.rewinding ? { kind: 'trap', reason: `its saved stack could not be rewound: ${(err as Error).message}`, backtrace: [] } : trapExit(err)),
     );
+  }
+
+  /** Start unwinding from inside hypercall `at`: the guest's stack goes to this CPU's capture area as it returns. */
+  #beginUnwind(g: Guest, at: CapturedState['at']): number {
+    const view = new DataView(this.#flags.buffer);
+    view.setUint32(CAPTURE_AREA_OFFSET, CAPTURE_AREA_OFFSET + 8, true);
+    view.setUint32(CAPTURE_AREA_OFFSET + 4, this.#flags.buffer.byteLength, true);
+    (g.exports as unknown as CaptureExports).asyncify_start_unwind(CAPTURE_AREA_OFFSET);
+    g.unwinding = at;
+    g.capture = undefined;
+    return 0;
+  }
+
+  /** A capture of a guest suspended in a block or yield: resume it into the unwind. */
+  #captureSuspended(g: Guest): void {
+    if (g.queued) {
+      const i = this.#ready.indexOf(g);
+      if (i >= 0) this.#ready.splice(i, 1);
+      g.queued = false;
+    }
+    clearTimeout(g.blockTimer);
+    g.blockTimer = undefined;
+    this.#beginUnwind(g, g.suspendedIn as 'block' | 'yield');
+    g.state = 'running';
+    this.#current = g;
+    g.sliceStart = performance.now();
+    const resume = g.resume!;
+    g.resume = undefined;
+    g.suspendedIn = undefined;
+    resume(0);
+  }
+
+  /** The guest's stack is unwound: take its state and report it. It stays here, stopped, until 'continue' or 'kill'. */
+  #unwound(g: Guest): void {
+    if (g.state === 'dead') return;
+    const ex = g.exports as unknown as CaptureExports;
+    ex.asyncify_stop_unwind();
+    const view = new DataView(this.#flags.buffer);
+    const end = view.getUint32(CAPTURE_AREA_OFFSET, true);
+    const stack = new Uint8Array(this.#flags.buffer).slice(CAPTURE_AREA_OFFSET + 8, end);
+    const state: CapturedState = {
+      entry: g.entryIndex,
+      at: g.unwinding!,
+      globals: g.globals.map((name) => (g.exports![name] as WebAssembly.Global).value as number | bigint),
+      stack,
+      nowNs: this.#now() + g.timeOffsetNs,
+      timerNs: g.timerNs,
+    };
+    g.unwinding = undefined;
+    g.captured = state;
+    if (g.state === 'running') this.#account(g);
+    if (this.#current === g) this.#current = undefined;
+    g.state = 'captured';
+    clearTimeout(g.timer);
+    g.timer = undefined;
+    g.timerNs = 0n;
+    this.#post({ t: 'captured', domid: g.domid, state });
+  }
+
+  /** Arm the guest's one-shot timer for `deadline` in its own clock. */
+  #setTimer(g: Guest, deadline: bigint): number {
+    clearTimeout(g.timer);
+    g.timer = undefined;
+    g.timerNs = 0n;
+    if (deadline === 0n) return 0;
+    const ms = Math.max(0, Number(deadline - this.#now() - g.timeOffsetNs) / 1e6);
+    if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) return -Errno.EINVAL;
+    this.#due(g, ms);
+    g.timerNs = deadline;
+    g.timer = setTimeout(() => {
+      g.timer = undefined;
+      g.timerNs = 0n;
+      this.#evtchn.raiseVirq(g.domid, Virq.TIMER);
+      this.#raiseEvent(g);
+    }, ms);
+    return 0;
   }
 
   /** Stop a guest for good and report why. Its suspended stack is dropped. */
@@ -465,9 +670,18 @@ export class VcpuHost {
 
   #park(g: Guest): Promise<number> {
     const p = this.#suspend(g, 'parked');
+    g.suspendedIn = 'park';
     g.wakeValue = 0;
     this.#post({ t: 'paused', domid: g.domid });
     return p;
+  }
+
+  /** The rewind reached the captured hypercall: the guest runs on from there. */
+  #rewound(g: Guest): number {
+    const value = g.rewinding!.value;
+    g.rewinding = undefined;
+    (g.exports as unknown as CaptureExports).asyncify_stop_rewind();
+    return value;
   }
 
   #wake(g: Guest, value: number): void {
@@ -609,27 +823,33 @@ export class VcpuHost {
         page: (): number => g.startInfoPage,
       },
       'wasmvisor:hypercall/sched@0.1.0': {
-        yield: suspending((): Promise<number> => {
+        yield: suspending((): number | Promise<number> => {
+          if (g.rewinding) return this.#rewound(g);
+          if (g.capture?.any) return this.#beginUnwind(g, 'yield');
           // Giving up the rest of the slice: BVT charges it, so the others go first.
           const rest = this.#sched.sliceNs - (performance.now() - g.sliceStart) * 1e6;
           const p = this.#yield(g);
+          g.suspendedIn = 'yield';
           if (rest > 0) g.bvt.charge(rest, performance.now() * 1e6);
           return p;
         }),
         block: suspending((deadline: bigint): number | Promise<number> => {
+          if (g.rewinding) return this.#rewound(g);
+          if (g.capture?.any) return this.#beginUnwind(g, 'block');
           if (this.#evtchn.takeUpcall(g.domid) || g.eventPending) {
             g.eventPending = false;
             return 0;
           }
           const d = BigInt.asUintN(64, deadline);
           if (d !== 0n) {
-            const ms = Number(d - this.#now()) / 1e6;
+            const ms = Number(d - this.#now() - g.timeOffsetNs) / 1e6;
             if (ms <= 0) return 1;
             g.blockTimer = setTimeout(() => this.#wake(g, 1), ms);
             this.#due(g, ms);
           }
           Atomics.store(this.#runstate, g.domid, RunState.BLOCKED);
           const p = this.#suspend(g, 'blocked');
+          g.suspendedIn = 'block';
           g.bvt.sleep(performance.now() * 1e6);
           return p;
         }),
@@ -640,8 +860,11 @@ export class VcpuHost {
           return 0;
         },
         shutdown: suspending((code: number): number | Promise<number> => {
+          if (g.rewinding) return this.#rewound(g);
           const d = decodeShutdown(code);
           if (!d.ok) return d.errno;
+          // The suspend a save asked for: capture here; the call returns when the domain runs again.
+          if (d.value === 'suspend' && g.capture) return this.#beginUnwind(g, 'shutdown');
           this.#finish(g, { kind: 'shutdown', reason: d.value });
           return NEVER;
         }),
@@ -692,22 +915,8 @@ export class VcpuHost {
         'next-event': suspending((buf: number, cap: number) => this.#storeCall(g, 'next-event', 0, 0, undefined, buf, cap)),
       },
       'wasmvisor:hypercall/time@0.1.0': {
-        'monotonic-now': (): bigint => this.#now(),
-        'set-timer': (deadline: bigint): number => {
-          clearTimeout(g.timer);
-          g.timer = undefined;
-          const d = BigInt.asUintN(64, deadline);
-          if (d === 0n) return 0;
-          const ms = Math.max(0, Number(d - this.#now()) / 1e6);
-          if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) return -Errno.EINVAL;
-          this.#due(g, ms);
-          g.timer = setTimeout(() => {
-            g.timer = undefined;
-            this.#evtchn.raiseVirq(g.domid, Virq.TIMER);
-            this.#raiseEvent(g);
-          }, ms);
-          return 0;
-        },
+        'monotonic-now': (): bigint => this.#now() + g.timeOffsetNs,
+        'set-timer': (deadline: bigint): number => this.#setTimer(g, BigInt.asUintN(64, deadline)),
       },
     };
     return {

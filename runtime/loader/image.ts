@@ -26,7 +26,8 @@ import {
 import type { HypercallSpec } from '../../host-bindings/abi.ts';
 import { loadBinaryen, v8Features } from './binaryen.ts';
 import type { Binaryen, BinaryenModule } from './binaryen.ts';
-import { RESERVED_NAMES, addSafepoints } from './instrument.ts';
+import { FLAGS, RESERVED_NAMES, addSafepoints } from './instrument.ts';
+import { GLOBAL_EXPORT_PREFIX, addCapturePoints, type CaptureInfo } from './capture.ts';
 import { binaryKind, bufferSource, summariseSections } from './sections.ts';
 import { extractComponentCore } from './component.ts';
 
@@ -55,11 +56,18 @@ export class GuestImage {
   readonly entries: readonly string[];
   /** 'core' or 'component' (the core module inside a component is what runs). */
   readonly format: 'core' | 'component';
+  /** The bytes it was built from (a save file carries them, so it restores on another host). */
+  readonly original: Uint8Array | undefined;
+  /** Whether its domains can be saved, and the globals a save holds (runtime/loader/capture.ts). */
+  readonly capture: CaptureInfo;
 
   constructor(init: {
     id: string; label: string; module: WebAssembly.Module; bytes: Uint8Array;
     minPages: number; maxPages: number; hasInit: boolean; entries: readonly string[]; format: 'core' | 'component';
+    capture?: CaptureInfo; original?: Uint8Array;
   }) {
+    this.original = init.original;
+    this.capture = init.capture ?? { saveable: false, why: 'it was built without capture points', globals: [] };
     this.id = init.id;
     this.label = init.label;
     this.module = init.module;
@@ -143,6 +151,9 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
     checkEntrySignature(binaryen, mod, label, ENTRY_EXPORT);
     if (init) checkEntrySignature(binaryen, mod, label, INIT_EXPORT);
     checkDataSegments(mod, label);
+    for (const e of exports.keys()) {
+      if (e.startsWith(GLOBAL_EXPORT_PREFIX) || e.startsWith('asyncify_')) throw new ImageInvalidError(label, `it exports "${e}", a name the loader reserves`);
+    }
     for (const name of RESERVED_NAMES) {
       if (hasFunctionOrGlobal(binaryen, mod, name)) {
         throw new ImageInvalidError(label, `it uses the name "${name}", which the loader reserves for safepoints`);
@@ -165,12 +176,24 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
     entries.push(ENTRY_EXPORT);
     await addSafepoints(mod);
     if (!mod.validate()) throw new ImageInvalidError(label, 'safepoint instrumentation produced an invalid module');
-    const out = mod.emitBinary();
+    let out = mod.emitBinary();
+    let capture: CaptureInfo;
+    try {
+      capture = addCapturePoints(binaryen, mod, FLAGS);
+      if (capture.saveable) {
+        if (!mod.validate()) throw new Error('capture instrumentation produced an invalid module');
+        out = mod.emitBinary();
+      }
+    } catch (err) {
+      // The guest still runs, from the module without capture points; it cannot be saved.
+      const why = typeof err === 'object' && err !== null && !(err instanceof Error) ? (binaryen as unknown as { getExceptionMessage(e: unknown): string[] }).getExceptionMessage(err).join(': ') : (err as Error).message;
+      capture = { saveable: false, why: `the loader could not make its stack capturable (${why})`, globals: [] };
+    }
     const module = new WebAssembly.Module(bufferSource(out));
     // (errors below this point are ours, not the image's)
     return new GuestImage({
       id, label, module, bytes: out, minPages: mem.initial, maxPages: mem.max,
-      hasInit: init !== undefined, entries, format: kind,
+      hasInit: init !== undefined, entries, format: kind, capture, original: bytes,
     });
   } catch (err) {
     if (err instanceof WvError) throw err;

@@ -27,7 +27,8 @@ export const SAFEPOINT_NAME = 'safepoint';
 export const FLAGS_NAME = 'flags';
 
 const LOGGER = 'log_execution';
-const FLAGS = 'wv$flags';
+/** The flags memory import's internal name in an instrumented module. */
+export const FLAGS = 'wv$flags';
 const SAFEPOINT = 'wv$safepoint';
 
 /** Names we add; a guest that already uses one is refused by the caller. */

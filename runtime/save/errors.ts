@@ -66,3 +66,24 @@ export class SaveCorruptError extends WvError {
     this.offset = offset;
   }
 }
+
+/** A domain that cannot be saved: its image has no capture points, or it uses what a save cannot hold yet. */
+export class SaveUnsupportedError extends WvError {
+  constructor(domid: number, detail: string) {
+    super('WV_ERR_SAVE_UNSUPPORTED', `domain ${domid} cannot be saved: ${detail}`);
+  }
+}
+
+/** The guest did not reach a point where it can be captured in time; it keeps running. */
+export class SaveTimeoutError extends WvError {
+  constructor(domid: number, detail: string) {
+    super('WV_ERR_SAVE_TIMEOUT', `domain ${domid} was not saved: ${detail}; it keeps running`);
+  }
+}
+
+/** A save file that is well formed but whose domain cannot be restored here (its image, its state, or memory). */
+export class RestoreError extends WvError {
+  constructor(path: string, detail: string) {
+    super('WV_ERR_RESTORE', `cannot restore ${path}: ${detail}`);
+  }
+}

@@ -58,6 +58,8 @@ function sampleSections(): Record<SectionKind, Buffer> {
     timers: Buffer.from(JSON.stringify([{ deadlineNs: '123456789012', periodic: false }])),
     devices: Buffer.from(JSON.stringify({ vbd: [{ dev: 'xvda', target: 'file:disk.img', mode: 'w' }], vif: [{ ip: '169.254.1.1' }] })),
     console: Buffer.concat([Buffer.from('wasmvisor ticker: 1\n'.repeat(300)), Buffer.alloc(5000), Buffer.from('tail\n')]),
+    image: Buffer.concat([Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), pseudoRandom(3000, 9)]),
+    stack: Buffer.from([1, 0, 0, 0, 2, 0, 0, 0, 0x44, 0x33, 0x22, 0x11]),
   };
 }
 

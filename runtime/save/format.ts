@@ -42,6 +42,8 @@ export const SECTION_KINDS = {
   timers: 6,
   devices: 7,
   console: 8,
+  image: 9,
+  stack: 10,
 } as const;
 /** A section kind this code knows, by name. */
 export type SectionKind = keyof typeof SECTION_KINDS;
