@@ -4,7 +4,7 @@
  * (and without `.py`) and `xen_read_console`. Each is `wv compat NAME ...`,
  * and the `wv` binary answers to those names when installed under them.
  * Every CD command maps onto a toolstack action; the ones whose subsystem is
- * not built yet (save/restore, block devices, network interfaces) fail with
+ * not built yet fail with
  * a message that says so.
  */
 import { Command } from 'commander';
@@ -44,9 +44,7 @@ const CONTROL_USAGE = `Usage: xc_dom_control [command] <params>
   vbd_remove [dom] [dev] -- remove disk or partition attached as 'dev'
 `;
 
-const NOT_YET: Record<string, string> = {
-  save: 'save/restore', restore: 'save/restore',
-};
+const NOT_YET: Record<string, string> = {};
 
 function dom(s: string | undefined, usage: string): number | string {
   if (s === undefined) throw new InvalidArgumentError('arguments', `missing domain: ${usage}`);
@@ -112,6 +110,18 @@ export function addCompatCommands(program: Command, resolveImage: (s: string) =>
         case 'start': { const r = await call(cmd, { op: 'unpause', dom: dom(p[0], usage) }); process.stdout.write(`domain ${r.id} unpaused\n`); return; }
         case 'shutdown': { const r = await call(cmd, { op: 'shutdown', dom: dom(p[0], usage) }); process.stdout.write(`shutdown requested for domain ${r.id}\n`); return; }
         case 'destroy': { const r = await call(cmd, { op: 'destroy', dom: dom(p[0], usage) }); process.stdout.write(`domain ${r.id} destroyed\n`); return; }
+        case 'save': {
+          if (p[1] === undefined) throw new InvalidArgumentError('arguments', `missing file: ${usage}`);
+          const r = await call(cmd, { op: 'save', dom: dom(p[0], usage), file: resolve(p[1]) });
+          process.stdout.write(`domain ${r.id} saved to ${r.path}\n`);
+          return;
+        }
+        case 'restore': {
+          if (p[0] === undefined) throw new InvalidArgumentError('arguments', `missing file: ${usage}`);
+          const r = await call(cmd, { op: 'restore', file: resolve(p[0]) });
+          process.stdout.write(`domain ${r.id} (${r.name}) restored from ${r.path}\n`);
+          return;
+        }
         case 'pincpu': {
           const r = await call(cmd, { op: 'pin', dom: dom(p[0], usage), cpu: num(p[1], 'cpu', usage) });
           process.stdout.write(`domain ${r.id} pinned to cpu ${r.pinned}${r.effective === 'now' ? '' : ' (from its next start)'}\n`);

@@ -220,6 +220,29 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
       });
   }
 
+  program.command('save').description('save a running domain to a file and destroy it (xl save); docs/save-format.md')
+    .argument('<domain>', 'id or name').argument('<file>', 'the save file (written atomically)')
+    .option('-c, --checkpoint', 'keep the domain running after the save')
+    .option('-f, --force', 'if it does not suspend in time, capture it at its next block or yield')
+    .option('-t, --timeout <seconds>', 'how long the guest may take to suspend', '10')
+    .option('--json', 'print the result as JSON')
+    .action(async (dom: string, file: string, opts: { checkpoint?: boolean; force?: boolean; timeout: string; json?: boolean }, cmd: Command) => {
+      const secs = Number(opts.timeout);
+      if (!(secs > 0)) throw new InvalidArgumentError(`timeout "${opts.timeout}"`, 'expected a positive number of seconds');
+      const r = await call(cmd, { op: 'save', dom: domArg(dom), file: resolve(file), checkpoint: opts.checkpoint ?? false, force: opts.force ?? false, timeoutMs: Math.round(secs * 1000) });
+      out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) saved to ${r.path}: ${r.bytes} bytes (${r.rawBytes} raw) in ${r.ms} ms${r.checkpoint ? '; it goes on running' : ''}\n`);
+    });
+
+  program.command('restore').description('restore a domain from a save file (xl restore)')
+    .argument('<file>', 'the save file')
+    .option('-n, --name <name>', 'the restored domain\'s name (default: the saved one)')
+    .option('-p, --paused', 'restore it paused')
+    .option('--json', 'print the result as JSON')
+    .action(async (file: string, opts: { name?: string; paused?: boolean; json?: boolean }, cmd: Command) => {
+      const r = await call(cmd, { op: 'restore', file: resolve(file), ...(opts.name ? { name: opts.name } : {}), paused: opts.paused ?? false });
+      out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) restored from ${r.path}\n`);
+    });
+
   program.command('destroy').description('kill a domain at once and free its memory').argument('<domain>', 'id or name')
     .option('--json', 'print the result as JSON')
     .action(async (dom: string, opts: { json?: boolean }, cmd: Command) => {

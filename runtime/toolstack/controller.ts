@@ -30,7 +30,7 @@ const OPS: readonly Op[] = [
   'store-ls', 'store-read', 'store-write', 'store-rm',
   'block-attach', 'block-detach', 'block-list',
   'network-attach', 'network-detach', 'network-list', 'vif-addip', 'vif-rate',
-  'nat-forward', 'nat-list', 'nat-enable', 'nat-unforward', 'nat-allow',
+  'nat-forward', 'nat-list', 'nat-enable', 'nat-unforward', 'nat-allow', 'save', 'restore',
   'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
@@ -209,6 +209,24 @@ export function parseAction(v: unknown): Action {
       return a;
     }
     case 'nat-list': return { op: 'nat-list' };
+    case 'save': {
+      const a: Action = { op: 'save', dom: domRef(o), file: field(o, 'file', 'string', false) as string };
+      for (const k of ['checkpoint', 'force'] as const) {
+        const v = field(o, k, 'boolean', true);
+        if (v !== undefined) a[k] = v as boolean;
+      }
+      const t = wholeNumber(o, 'timeoutMs', 3_600_000);
+      if (t !== undefined) a.timeoutMs = t;
+      return a;
+    }
+    case 'restore': {
+      const a: Action = { op: 'restore', file: field(o, 'file', 'string', false) as string };
+      const name = field(o, 'name', 'string', true);
+      if (name !== undefined) a.name = name as string;
+      const paused = field(o, 'paused', 'boolean', true);
+      if (paused !== undefined) a.paused = paused as boolean;
+      return a;
+    }
     case 'nat-unforward': {
       const a: Action = { op: 'nat-unforward', port: wholeNumber(o, 'port', 65535) ?? 0 };
       const host = field(o, 'host', 'string', true);
@@ -350,6 +368,15 @@ export class Controller {
         return { id: d.id, name: d.name, reason: 'requested', waited: false };
       }
       case 'destroy': { const d = hv.domain(a.dom); const r = { id: d.id, name: d.name }; await d.destroy(); return r; }
+      case 'save': {
+        const t0 = performance.now();
+        const r = await hv.save(hv.domain(a.dom).id, a.file, { checkpoint: a.checkpoint ?? false, force: a.force ?? false, ...(a.timeoutMs ? { timeoutMs: a.timeoutMs } : {}) });
+        return { id: r.domid, name: r.name, path: r.path, bytes: r.bytes, rawBytes: r.rawBytes, sha256: r.sha256, checkpoint: a.checkpoint ?? false, ms: Math.round(performance.now() - t0) };
+      }
+      case 'restore': {
+        const d = await hv.restore(a.file, { ...(a.name ? { name: a.name } : {}), paused: a.paused ?? false });
+        return { id: d.id, name: d.name, path: a.file };
+      }
       case 'rename': {
         const rec = hv.kernel.rename(hv.domain(a.dom).id, a.name);
         hv.store.write(0, `/local/domain/${rec.id}/name`, rec.name);

@@ -35,6 +35,9 @@ export type Action =
   | { op: 'pause'; dom: DomRef }
   | { op: 'unpause'; dom: DomRef }
   | { op: 'shutdown'; dom: DomRef; reason?: 'poweroff' | 'reboot' | 'suspend'; wait?: boolean; timeoutMs?: number }
+  /** Save a domain to `file` (absolute, on the daemon's host); restore one from it. */
+  | { op: 'save'; dom: DomRef; file: string; checkpoint?: boolean; force?: boolean; timeoutMs?: number }
+  | { op: 'restore'; file: string; name?: string; paused?: boolean }
   | { op: 'destroy'; dom: DomRef }
   | { op: 'rename'; dom: DomRef; name: string }
   | { op: 'uptime'; dom?: DomRef }
@@ -108,6 +111,8 @@ export interface Results {
   unpause: DomainInfo;
   shutdown: { id: number; name: string; reason: string; waited: boolean };
   destroy: { id: number; name: string };
+  save: { id: number; name: string; path: string; bytes: number; rawBytes: number; sha256: string; checkpoint: boolean; ms: number };
+  restore: { id: number; name: string; path: string };
   rename: DomainInfo;
   uptime: UptimeRow[];
   pin: { id: number; cpu: number | undefined; pinned: number; effective: 'now' | 'next-start' };

@@ -93,3 +93,30 @@ t.test('a guest that never blocks cannot be captured: the save times out and it 
   t.notOk(existsSync(file), 'no file is left behind');
   t.equal(hv.list().find((x) => x.id === d.id)?.phase, 'running');
 });
+
+t.test('wv save and wv restore through the toolstack daemon', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const wvPath = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
+  const state = mkdtempSync(join(tmpdir(), 'wv-save-cli-'));
+  const wv = (...args: string[]) => spawnSync(process.execPath, [wvPath, '--state-dir', state, ...args], { encoding: 'utf8', timeout: 60_000, cwd: state });
+  t.teardown(() => { if (existsSync(join(state, 'wv.sock'))) wv('shutdown-host', '--timeout', '1'); });
+  t.equal(wv('boot').status, 0);
+  t.equal(wv('create', guestPath('ticker'), '--name', 'tick', '-m', '4', '-c', 'count=1000').status, 0);
+  await new Promise((r) => setTimeout(r, 500));
+  const s = wv('save', 'tick', 'tick.save', '--json');
+  t.equal(s.status, 0, s.stderr);
+  const r = JSON.parse(s.stdout) as { name: string; path: string; bytes: number };
+  t.match(r, { name: 'tick', path: join(state, 'tick.save') });
+  t.ok(existsSync(join(state, 'tick.save')), 'a relative path is the caller\'s');
+  t.notMatch(wv('list').stdout, /tick/, 'the saved domain is gone');
+  const again = wv('save', 'tick', 'tick.save');
+  t.not(again.status, 0);
+  const rs = wv('restore', 'tick.save', '--name', 'tock');
+  t.equal(rs.status, 0, rs.stderr);
+  t.match(rs.stdout, /wv: domain \d+ \(tock\) restored from .*tick\.save/);
+  t.match(wv('list').stdout, /tock/);
+  const bad = wv('restore', 'nope.save');
+  t.not(bad.status, 0);
+  t.match(bad.stderr, /nope\.save/);
+});

@@ -249,9 +249,12 @@ t.test("the CD's command lines run as written: xc_dom_create.py, xc_dom_control,
   for (let i = 0; i < 60 && !read.includes('[vm-1] tick 1'); i++) await new Promise((r) => setTimeout(r, 50));
   t.match(read, /\[vm-1\] tick 0\n\[vm-1\] tick 1\n/, 'xen_read_console shows the new domain\'s console');
   t.match(cd('xc_dom_control', 'shutdown', '1').stdout, /shutdown requested for domain 1/);
-  const save = cd('xc_dom_control', 'save', '1', join(dir, 'x.img'));
+  const save = cd('xc_dom_control', 'save', '99', join(dir, 'x.img'));
   t.equal(save.status, 1);
-  t.match(save.stderr, /save\/restore are not built in this version yet/);
+  t.match(save.stderr, /99/, 'save names the domain it cannot find');
+  const restore = cd('xc_dom_control', 'restore', join(dir, 'missing.img'));
+  t.equal(restore.status, 1);
+  t.match(restore.stderr, /missing\.img/, 'restore names the file it cannot read');
   t.match(cd('xc_dom_control').stdout, /^Usage: xc_dom_control \[command\] <params>/);
   t.match(cd('xc_dom_control', 'bogus').stderr, /"bogus" is not one/);
   t.match(cd('xc_dom_control', 'pincpu', '1').stderr, /missing: pincpu/);
