@@ -102,6 +102,18 @@ function vifRef(o: Obj): string | number {
   throw new InvalidArgumentError('vif', `${JSON.stringify(v)} is not a vif number, name or MAC`);
 }
 
+/** The optional `host` and `protocol` (tcp or udp) fields of a NAT forward action, set on `a`. */
+function hostAndProtocol<A extends { host?: string; protocol?: 'tcp' | 'udp' }>(o: Obj, a: A): A {
+  const host = field(o, 'host', 'string', true);
+  if (host !== undefined) a.host = host as string;
+  const protocol = field(o, 'protocol', 'string', true);
+  if (protocol !== undefined) {
+    if (protocol !== 'tcp' && protocol !== 'udp') throw new InvalidArgumentError('action field "protocol"', `"${String(protocol)}" is not tcp or udp`);
+    a.protocol = protocol;
+  }
+  return a;
+}
+
 function wholeNumber(o: Obj, key: string, max: number): number | undefined {
   const v = field(o, key, 'number', true) as number | undefined;
   if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0 && v <= max)) throw new InvalidArgumentError(`action field "${key}"`, `${v} is not a whole number in [0, ${max}]`);
@@ -198,15 +210,8 @@ export function parseAction(v: unknown): Action {
       return a;
     }
     case 'nat-forward': {
-      const a: Action = { op: 'nat-forward', dom: domRef(o), port: wholeNumber(o, 'port', 65535) ?? 0, guestPort: wholeNumber(o, 'guestPort', 65535) ?? 0 };
-      const host = field(o, 'host', 'string', true);
-      if (host !== undefined) a.host = host as string;
-      const protocol = field(o, 'protocol', 'string', true);
-      if (protocol !== undefined) {
-        if (protocol !== 'tcp' && protocol !== 'udp') throw new InvalidArgumentError('action field "protocol"', `"${String(protocol)}" is not tcp or udp`);
-        a.protocol = protocol;
-      }
-      return a;
+      const a: Extract<Action, { op: 'nat-forward' }> = { op: 'nat-forward', dom: domRef(o), port: wholeNumber(o, 'port', 65535) ?? 0, guestPort: wholeNumber(o, 'guestPort', 65535) ?? 0 };
+      return hostAndProtocol(o, a);
     }
     case 'nat-list': return { op: 'nat-list' };
     case 'save': {
@@ -228,15 +233,8 @@ export function parseAction(v: unknown): Action {
       return a;
     }
     case 'nat-unforward': {
-      const a: Action = { op: 'nat-unforward', port: wholeNumber(o, 'port', 65535) ?? 0 };
-      const host = field(o, 'host', 'string', true);
-      if (host !== undefined) a.host = host as string;
-      const protocol = field(o, 'protocol', 'string', true);
-      if (protocol !== undefined) {
-        if (protocol !== 'tcp' && protocol !== 'udp') throw new InvalidArgumentError('action field "protocol"', `"${String(protocol)}" is not tcp or udp`);
-        a.protocol = protocol;
-      }
-      return a;
+      const a: Extract<Action, { op: 'nat-unforward' }> = { op: 'nat-unforward', port: wholeNumber(o, 'port', 65535) ?? 0 };
+      return hostAndProtocol(o, a);
     }
     case 'nat-allow': {
       const a: Action = { op: 'nat-allow' };
