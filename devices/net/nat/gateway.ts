@@ -436,12 +436,7 @@ export class NatGateway {
         close: async (): Promise<void> => {
           this.#forwards.delete(entry);
           // Connections it relays are reset (server.close alone would wait for them to end).
-          for (const r of this.#relays) {
-            if (r.stats !== stats) continue;
-            this.#release(r, 'abort');
-            this.#finish(r);
-            r.sock.destroy();
-          }
+          for (const r of this.#relays) if (r.stats === stats) this.#abort(r);
           this.#schedule();
           await new Promise<void>((r) => server.close(() => r()));
         },
@@ -489,12 +484,7 @@ export class NatGateway {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#flushRefusals();
-    for (const r of this.#relays) {
-      this.#release(r, 'abort');
-      r.done = true;
-      r.sock.destroy();
-    }
-    this.#relays.clear();
+    for (const r of this.#relays) this.#abort(r);
     clearInterval(this.#udpSweep);
     for (const f of this.#udpFlows.values()) f.sock.close();
     this.#udpFlows.clear();
@@ -948,6 +938,13 @@ export class NatGateway {
     r.released = true;
     if (how === 'close') this.#ex.close(r.h);
     else this.#ex.abortSocket(r.h);
+  }
+
+  /** End a relay now: the stack's socket is aborted (a RST to the guest) and the host socket destroyed. */
+  #abort(r: Relay): void {
+    this.#release(r, 'abort');
+    this.#finish(r);
+    r.sock.destroy();
   }
 
   #finish(r: Relay): void {
