@@ -183,7 +183,7 @@ export class Hypervisor implements AsyncDisposable {
   readonly #control: DomainControl;
   #closed = false;
   /** Saves waiting for a guest's capture. */
-  readonly #captureWaits = new Map<number, { resolve: (s: CapturedState) => void; reject: (e: Error) => void }>();
+  readonly #captureWaits = new Map<number, { resolve: (s: CapturedState) => void; reject: (e: Error) => void; armed?: () => void }>();
 
   constructor(given: HypervisorOptions = {}) {
     const opts: HypervisorOptions = given.boot !== undefined
@@ -640,11 +640,13 @@ export class Hypervisor implements AsyncDisposable {
     const view = dom.memory ? new Int32Array(dom.memory.buffer) : undefined;
     const request = (START_INFO_ADDR + SHUTDOWN_REQUEST_OFFSET) / 4;
     const cooperative = Atomics.load(this.pv.words, this.pv.slot(id) + H_VIRQ + Virq.SHUTDOWN) !== 0;
-    const capture = (any: boolean, ms: number): Promise<CapturedState> => new Promise<CapturedState>((resolve, reject) => {
+    /** Ask the vCPU host for a capture; `armed` runs once it will take the guest's suspend as one (so the request cannot be seen before). */
+    const capture = (any: boolean, ms: number, armed?: () => void): Promise<CapturedState> => new Promise<CapturedState>((resolve, reject) => {
       const timer = setTimeout(() => { this.#captureWaits.delete(id); reject(new Error('timeout')); }, ms);
       this.#captureWaits.set(id, {
         resolve: (st) => { clearTimeout(timer); this.#captureWaits.delete(id); resolve(st); },
         reject: (e) => { clearTimeout(timer); this.#captureWaits.delete(id); reject(e); },
+        ...(armed ? { armed } : {}),
       });
       this.#pool.send(id, { t: 'capture', domid: id, any });
       this.#attend(id);
@@ -653,10 +655,11 @@ export class Hypervisor implements AsyncDisposable {
     const t0 = performance.now();
     try {
       if (cooperative) {
-        if (view) Atomics.store(view, request, 1 + SHUTDOWN_CODES.suspend);
-        this.evtchn.raiseVirq(id, Virq.SHUTDOWN);
         try {
-          state = await capture(false, timeoutMs);
+          state = await capture(false, timeoutMs, () => {
+            if (view) Atomics.store(view, request, 1 + SHUTDOWN_CODES.suspend);
+            this.evtchn.raiseVirq(id, Virq.SHUTDOWN);
+          });
         } catch (err) {
           if ((err as Error).message !== 'timeout') throw err;
           if (!opts.force) throw new SaveTimeoutError(id, `it did not suspend within ${timeoutMs} ms (give --force to capture it at its next block or yield)`);
@@ -667,7 +670,6 @@ export class Hypervisor implements AsyncDisposable {
       }
     } catch (err) {
       this.#pool.send(id, { t: 'capture-cancel', domid: id });
-      if (view) Atomics.store(view, request, 0);
       if ((err as Error).message === 'timeout') throw new SaveTimeoutError(id, `it did not block or yield within ${timeoutMs} ms, so it could not be captured (a guest is captured only where it gives up the CPU)`);
       throw err;
     } finally {
@@ -842,6 +844,9 @@ export class Hypervisor implements AsyncDisposable {
       case 'exit':
         this.#captureWaits.get(msg.domid)?.reject(new SaveUnsupportedError(msg.domid, 'it stopped before it could be captured'));
         this.#onExit(msg.domid, msg.exit);
+        return;
+      case 'capture-armed':
+        this.#captureWaits.get(msg.domid)?.armed?.();
         return;
       case 'captured':
         this.#captureWaits.get(msg.domid)?.resolve(msg.state);

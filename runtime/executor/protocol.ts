@@ -133,6 +133,8 @@ export type FromHost =
   | { t: 'paused'; domid: number }
   | { t: 'exit'; domid: number; exit: GuestExit }
   /** The guest's stack is unwound and its state captured; it runs again only on 'continue'. */
+  /** The host has the capture request: a suspend the guest makes from now on is taken (the kernel then tells the guest). */
+  | { t: 'capture-armed'; domid: number }
   | { t: 'captured'; domid: number; state: CapturedState }
   | { t: 'capture-failed'; domid: number; reason: string }
   /** A guest's store call, carried out by the main thread (kernel/store.ts). */

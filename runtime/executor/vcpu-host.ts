@@ -221,6 +221,7 @@ export class VcpuHost {
           return;
         }
         g.capture = { any: msg.any };
+        this.#post({ t: 'capture-armed', domid: g.domid });
         // Suspended in a block or yield now: unwind from there at once.
         if (msg.any && g.resume && (g.suspendedIn === 'block' || g.suspendedIn === 'yield') && (g.state === 'blocked' || g.state === 'ready')) this.#captureSuspended(g);
         return;
