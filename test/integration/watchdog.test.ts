@@ -74,8 +74,10 @@ t.test('the watchdog boot option arms every domain: one that never pets it is sh
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br_if $l (i32.lt_u (local.get $i) (i32.const 13))))
       (drop (call $shutdown (i32.const 0)))))`);
-  const a = await hv.createDomain({ image: spin, name: 'silent', memory: 1, onWatchdog: 'preserve' });
-  const b = await hv.createDomain({ image: pet, name: 'petting', memory: 1, onPoweroff: 'preserve' });
+  // Both images are loaded first, so the second one's load (binaryen, on this thread) does not run down the silent one's watchdog before the clock starts.
+  const [spinImage, petImage] = await Promise.all([hv.loadImage(spin), hv.loadImage(pet)]);
+  const a = await hv.createDomain({ image: spinImage, name: 'silent', memory: 1, onWatchdog: 'preserve' });
+  const b = await hv.createDomain({ image: petImage, name: 'petting', memory: 1, onPoweroff: 'preserve' });
   const t0 = performance.now();
   t.same(await a.waitForExit(), { reason: 'watchdog' });
   const took = performance.now() - t0;
