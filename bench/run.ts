@@ -2,7 +2,7 @@
  * `npm run bench`: wasmvisor's figures, each with a baseline measured in the
  * same run (the machines are shared and noisy, so ratios are what compare).
  * `npm run bench -- --json` prints JSON only; `--quick` uses smaller counts;
- * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk, net).
+ * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk, net, save).
  */
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
@@ -12,6 +12,7 @@ import { cpuFigures } from './cpu.ts';
 import { toolstackFigures } from './toolstack.ts';
 import { blkFigures } from './blk.ts';
 import { netFigures } from './net.ts';
+import { saveFigures } from './save.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
@@ -128,7 +129,7 @@ async function maxDomains(): Promise<void> {
   await hv.close();
 }
 
-// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk, net.
+// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk, net, save.
 const want = (name: string): boolean => only === undefined || only.split(',').includes(name);
 if (want('creation')) await creation();
 if (want('density')) await density();
@@ -138,6 +139,7 @@ if (want('cpu')) figures.push(...(await cpuFigures(quick, log)));
 if (want('toolstack')) figures.push(...(await toolstackFigures(quick, log)));
 if (want('blk')) figures.push(...(await blkFigures(quick, log)));
 if (want('net')) figures.push(...(await netFigures(quick, log)));
+if (want('save')) figures.push(...(await saveFigures(quick, log)));
 
 if (json) {
   process.stdout.write(`${JSON.stringify({ node: process.version, cpus: (await import('node:os')).availableParallelism(), figures }, null, 2)}\n`);
