@@ -16,7 +16,7 @@ import {
 export interface PortStatus { state: number; remote: number; remotePort: number; virq: number }
 
 /** A port as a save holds it (`remotePort` is the virq of a virq binding). */
-export interface SavedPort { port: number; state: number; remote: number; remotePort: number; pending: boolean; masked: boolean }
+export interface SavedPort { port: number; state: number; remote: number; remotePort: number; pending: boolean; masked: boolean; gen?: number }
 
 export class EventChannels {
   readonly table: PvTable;
@@ -160,7 +160,7 @@ export class EventChannels {
       if (state === PortState.FREE) continue;
       const bit = 1 << (p & 31);
       out.push({
-        port: p, state, remote: this.#w[i + 1]!, remotePort: this.#w[i + 2]!,
+        port: p, state, remote: this.#w[i + 1]!, remotePort: this.#w[i + 2]!, gen: this.#w[i + 3]!,
         pending: (Atomics.load(this.#w, s + H_PENDING + (p >> 5)) & bit) !== 0,
         masked: (Atomics.load(this.#w, s + H_MASK + (p >> 5)) & bit) !== 0,
       });
@@ -170,21 +170,63 @@ export class EventChannels {
 
   /**
    * Put a saved domain's ports back, at the same numbers, on `dom` (a fresh
-   * domain, before it runs). Virq bindings come back as they were. Returns
-   * the ports it could not bring back (connections to other domains), with
-   * why; those stay free.
+   * domain, before it runs). Virq bindings come back as they were. A
+   * connection to another domain comes back when that domain is still the
+   * one it was (same generation) and its end of the channel is still there:
+   * offered to `dom` again, as Xen leaves a peer's port when its domain goes
+   * away (so the restored domain must have kept its id and generation, see
+   * PvTable.claim). An offer to another domain comes back while that domain
+   * lives. Returns the ports it could not bring back, with why (those stay
+   * free), and the peers' ends of the channels it brought back: notifications
+   * sent while the domain was away were lost, so the caller notifies those
+   * once the peers can see the restored domain's memory. The restored
+   * domain's own ends are made pending here.
    */
-  restorePorts(dom: number, ports: readonly SavedPort[]): string[] {
+  restorePorts(dom: number, ports: readonly SavedPort[]): { lost: string[]; peers: Array<{ domid: number; port: number }> } {
     const s = this.table.slot(dom);
     const lost: string[] = [];
+    const reconnected: Array<[number, number]> = [];
     this.table.locked(() => {
       for (const sp of ports) {
-        if (!this.#valid(sp.port) || this.#w[this.#port(dom, sp.port)] !== PortState.FREE) {
-          lost.push(`port ${sp.port}: not a free port number`);
+        if (typeof sp !== 'object' || sp === null || !this.#valid(sp.port) || this.#w[this.#port(dom, sp.port)] !== PortState.FREE) {
+          lost.push(`port ${sp?.port}: not a free port number`);
+          continue;
+        }
+        const bit = 1 << (sp.port & 31);
+        const flags = (): void => {
+          if (sp.masked) Atomics.or(this.#w, s + H_MASK + (sp.port >> 5), bit);
+          if (sp.pending) Atomics.or(this.#w, s + H_PENDING + (sp.port >> 5), bit);
+        };
+        if (sp.state === PortState.INTERDOMAIN || sp.state === PortState.UNBOUND) {
+          const remote = sp.remote >>> 0;
+          const what = sp.state === PortState.INTERDOMAIN ? `connected to domain ${remote} port ${sp.remotePort}` : `offered to domain ${remote}`;
+          if (remote === dom || !this.table.live(remote) || (sp.gen !== undefined && this.table.generation(remote) !== sp.gen)) {
+            lost.push(`port ${sp.port}: ${what}, which is gone`);
+            continue;
+          }
+          if (sp.state === PortState.UNBOUND) {
+            this.#set(dom, sp.port, PortState.UNBOUND, remote, 0, this.table.generation(remote));
+            flags();
+            continue;
+          }
+          if (!this.#valid(sp.remotePort)) {
+            lost.push(`port ${sp.port}: remote port ${sp.remotePort} is not valid`);
+            continue;
+          }
+          const r = this.#port(remote, sp.remotePort);
+          const waiting = this.#w[r] === PortState.UNBOUND && this.#w[r + 1] === dom && this.#w[r + 3] === this.table.generation(dom);
+          if (!waiting) {
+            lost.push(`port ${sp.port}: ${what}, whose end is no longer offered to this domain`);
+            continue;
+          }
+          this.#set(dom, sp.port, PortState.INTERDOMAIN, remote, sp.remotePort, this.table.generation(remote));
+          this.#set(remote, sp.remotePort, PortState.INTERDOMAIN, dom, sp.port, this.table.generation(dom));
+          flags();
+          reconnected.push([remote, sp.remotePort]);
           continue;
         }
         if (sp.state !== PortState.VIRQ) {
-          lost.push(`port ${sp.port}: ${sp.state === PortState.INTERDOMAIN ? `connected to domain ${sp.remote} port ${sp.remotePort}` : `offered to domain ${sp.remote}`} (connections to other domains are not restored yet)`);
+          lost.push(`port ${sp.port}: state ${sp.state} is not a port state`);
           continue;
         }
         const virq = sp.remotePort;
@@ -194,12 +236,36 @@ export class EventChannels {
         }
         this.#set(dom, sp.port, PortState.VIRQ, 0, virq, 0);
         Atomics.store(this.#w, s + H_VIRQ + virq, sp.port);
-        const bit = 1 << (sp.port & 31);
-        if (sp.masked) Atomics.or(this.#w, s + H_MASK + (sp.port >> 5), bit);
-        if (sp.pending) Atomics.or(this.#w, s + H_PENDING + (sp.port >> 5), bit);
+        flags();
       }
     });
-    return lost;
+    // Both ends of every channel brought back get an event, so each looks at its rings again (a spurious event is harmless).
+    for (const [remote, remotePort] of reconnected) {
+      const p = ports.find((x) => x.remote === remote && x.remotePort === remotePort)!.port;
+      Atomics.or(this.#w, s + H_PENDING + (p >> 5), 1 << (p & 31));
+    }
+    return { lost, peers: reconnected.map(([domid, port]) => ({ domid, port })) };
+  }
+
+  /**
+   * Connect port `port` of `dom` (free) with port `remotePort` of `remote`
+   * (free, or offered to `dom`): how a backend in domain 0 takes up a
+   * restored domain's device channel again without a new handshake (main
+   * thread). 0 or a negative errno.
+   */
+  connectPorts(dom: number, port: number, remote: number, remotePort: number): number {
+    if (!this.#valid(port) || !this.#valid(remotePort) || dom === remote) return -Errno.EINVAL;
+    return this.table.locked(() => {
+      if (!this.table.live(dom) || !this.table.live(remote)) return -Errno.ESRCH;
+      const l = this.#port(dom, port);
+      const r = this.#port(remote, remotePort);
+      if (this.#w[l] !== PortState.FREE) return -Errno.EBUSY;
+      const rs = this.#w[r];
+      if (rs !== PortState.FREE && !(rs === PortState.UNBOUND && this.#w[r + 1] === dom)) return -Errno.EBUSY;
+      this.#set(dom, port, PortState.INTERDOMAIN, remote, remotePort, this.table.generation(remote));
+      this.#set(remote, remotePort, PortState.INTERDOMAIN, dom, port, this.table.generation(dom));
+      return 0;
+    });
   }
 
   /** Close every port of a domain being destroyed (main thread). */

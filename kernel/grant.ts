@@ -32,6 +32,9 @@ export interface GuestMemories {
   view?(domid: number): Uint8Array | undefined;
 }
 
+/** A grant as a save holds it. */
+export interface SavedGrant { gref: number; grantee: number; page: number; readonly: boolean; gen: number }
+
 /** A granted page mapped by a backend: its bytes, until `release`. */
 export interface GrantMapping {
   readonly bytes: Uint8Array;
@@ -117,6 +120,55 @@ export class GrantTables {
     }
     Atomics.store(this.#w, e + FLAGS, 0);
     return 0;
+  }
+
+  /** The grants `dom` holds out, as a save keeps them (main thread). */
+  exportGrants(dom: number): SavedGrant[] {
+    const out: SavedGrant[] = [];
+    const hi = Math.min(this.#hi(dom), NR_GRANTS - 1);
+    for (let g = 1; g <= hi; g++) {
+      const e = this.#entry(dom, g);
+      const flags = Atomics.load(this.#w, e + FLAGS);
+      if ((flags & GrantFlag.IN_USE) === 0 || (flags & GrantFlag.ENDING) !== 0) continue;
+      out.push({ gref: g, grantee: flags >>> GRANTEE_SHIFT, page: this.#w[e + PAGE]!, readonly: (flags & GrantFlag.READONLY) !== 0, gen: this.#w[e + GEN]! });
+    }
+    return out;
+  }
+
+  /**
+   * Put a saved domain's grants back at the same references, on `dom` (a
+   * fresh domain of `memBytes`, before it runs). A grant comes back when its
+   * grantee is still the domain it was (same generation). Returns the grants
+   * it could not bring back, with why.
+   */
+  restoreGrants(dom: number, grants: readonly SavedGrant[], memBytes: number): string[] {
+    const lost: string[] = [];
+    let hi = this.#hi(dom);
+    for (const sg of grants) {
+      const ok = typeof sg === 'object' && sg !== null && Number.isInteger(sg.gref) && sg.gref >= 1 && sg.gref < NR_GRANTS
+        && Number.isInteger(sg.page) && sg.page >= 0 && (sg.page + 1) * PAGE_SIZE <= memBytes && Number.isInteger(sg.grantee);
+      if (!ok) {
+        lost.push(`grant ${sg?.gref}: malformed or outside the domain's memory`);
+        continue;
+      }
+      const e = this.#entry(dom, sg.gref);
+      if (Atomics.load(this.#w, e + FLAGS) !== 0) {
+        lost.push(`grant ${sg.gref}: given twice`);
+        continue;
+      }
+      if (sg.grantee === dom || !this.table.live(sg.grantee) || this.table.generation(sg.grantee) !== sg.gen) {
+        lost.push(`grant ${sg.gref}: to domain ${sg.grantee}, which is gone`);
+        continue;
+      }
+      this.#w[e + PAGE] = sg.page;
+      this.#w[e + GEN] = sg.gen;
+      if (sg.gref > hi) {
+        hi = sg.gref;
+        Atomics.store(this.#w, this.table.slot(dom) + H_GRANT_HI, hi);
+      }
+      Atomics.store(this.#w, e + FLAGS, GrantFlag.IN_USE | (sg.readonly ? GrantFlag.READONLY : 0) | (sg.grantee << GRANTEE_SHIFT));
+    }
+    return lost;
   }
 
   /** End every grant of a domain being destroyed. */

@@ -38,6 +38,8 @@ export interface DomainSpec {
   memoryBytes: number;
   cmdline?: string;
   image: string;
+  /** The id to use if it is free (a restore keeps its domain's id); otherwise the next free one. */
+  preferId?: number;
 }
 
 /**
@@ -102,7 +104,9 @@ export class Kernel {
       checkDomainName(spec.name);
       if (this.#byName.has(spec.name)) throw new DomainExistsError(spec.name);
     }
-    const id = this.#allocateId();
+    const preferred = spec.preferId;
+    const id = preferred !== undefined && Number.isInteger(preferred) && preferred >= 1 && preferred <= MAX_DOMID && !this.#domains.has(preferred)
+      ? preferred : this.#allocateId();
     this.budget.reserve(spec.memoryBytes);
     const dom = new DomainRecord({
       id,

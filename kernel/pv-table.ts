@@ -124,10 +124,13 @@ export class PvTable {
    * header, ports and the grant entries the last domain with this id used;
    * entries above its H_GRANT_HI were never written.
    */
-  claim(domid: number, privileged: boolean): void {
+  claim(domid: number, privileged: boolean, resumeGeneration?: number): void {
     this.locked(() => {
       const s = this.slot(domid);
-      const gen = this.words[s + H_GEN]! + 1;
+      // A restored domain takes back its generation when no other domain has had this id since it was saved:
+      // the grants and ports others still hold for it are then its own again.
+      const gen = resumeGeneration !== undefined && resumeGeneration === this.words[s + H_GEN] && Atomics.load(this.words, s + H_LIVE) === 0
+        ? resumeGeneration : this.words[s + H_GEN]! + 1;
       const hi = Math.min(this.words[s + H_GRANT_HI]! >>> 0, NR_GRANTS - 1);
       this.words.fill(0, s, s + GRANTS + (hi + 1) * GRANT_WORDS);
       this.words[s + H_GEN] = gen;

@@ -33,11 +33,14 @@ export interface StartInfo {
 }
 
 /** Write `info` into `mem` at guest address `page`. The caller checked bounds. */
+/** Offset of the domain id in the start-info page (a restore rewrites it). */
+export const START_INFO_DOMID_OFFSET = 8;
+
 export function writeStartInfo(mem: Uint8Array, page: number, info: StartInfo): void {
   const view = new DataView(mem.buffer, mem.byteOffset + page, CMDLINE_OFFSET + MAX_CMDLINE + 1);
   view.setUint32(0, START_INFO_MAGIC, true);
   view.setUint32(4, START_INFO_ABI, true);
-  view.setUint32(8, info.domid, true);
+  view.setUint32(START_INFO_DOMID_OFFSET, info.domid, true);
   view.setUint32(12, info.privileged ? 1 : 0, true);
   view.setBigUint64(16, BigInt(info.memoryBytes), true);
   view.setBigUint64(24, info.createdNs, true);

@@ -19,7 +19,7 @@ import {
   HostMemoryError,
   WvError,
 } from '../kernel/errors.ts';
-import { SHUTDOWN_REQUEST_OFFSET, writeStartInfo } from '../kernel/start-info.ts';
+import { SHUTDOWN_REQUEST_OFFSET, START_INFO_DOMID_OFFSET, writeStartInfo } from '../kernel/start-info.ts';
 import { Errno } from '../kernel/errno.ts';
 import { DEFAULT_BVT, bvtParamsProblem } from '../kernel/bvt.ts';
 import type { BvtParams } from '../kernel/bvt.ts';
@@ -42,6 +42,7 @@ import type { CapturedState } from './executor/protocol.ts';
 import { SaveReader, SaveWriter, type SaveSummary } from './save/format.ts';
 import { RestoreError, SaveTimeoutError, SaveUnsupportedError } from './save/errors.ts';
 import type { SavedPort } from '../kernel/evtchn.ts';
+import type { SavedGrant } from '../kernel/grant.ts';
 import { H_VIRQ } from '../kernel/pv-table.ts';
 import { BlockDevices, type OpenedDisk } from '../devices/blk/vbd.ts';
 import type { DiskSpec } from '../devices/blk/disk-spec.ts';
@@ -50,6 +51,28 @@ import { NetDevices, type VifSpec } from '../devices/net/vif.ts';
 const MiB = 1024 * 1024;
 
 /** Resource policy of one hypervisor. */
+/** What a save holds of a domain besides its memory, section by section (docs/save-format.md). */
+interface SavedParts {
+  domain: unknown;
+  image: Uint8Array;
+  globals: unknown;
+  stack: Uint8Array;
+  evtchn: unknown;
+  grants: unknown;
+  console: Uint8Array;
+}
+
+/** How #createFromImage makes a restored domain. */
+interface RestoreInput {
+  memory: WebAssembly.Memory;
+  state: CapturedState;
+  ports: SavedPort[];
+  grants: SavedGrant[];
+  console: Uint8Array | undefined;
+  /** The id and generation it had, to keep when the id is free. */
+  keep?: { id: number; gen: number };
+}
+
 export interface HypervisorOptions {
   /** Host memory the hypervisor may use, bytes. Default: the machine's total memory. */
   memoryBytes?: number;
@@ -360,7 +383,7 @@ export class Hypervisor implements AsyncDisposable {
     });
   }
 
-  #createFromImage(image: GuestImage, config: DomainConfig, disks: OpenedDisk[] = [], restore?: { memory: WebAssembly.Memory; state: CapturedState; ports: SavedPort[]; console: Uint8Array | undefined }): Domain {
+  #createFromImage(image: GuestImage, config: DomainConfig, disks: OpenedDisk[] = [], restore?: RestoreInput): Domain {
     this.#checkOpen();
     const memoryBytes = config.memoryBytes ?? Math.round((config.memory ?? 16) * MiB);
     if (!Number.isSafeInteger(memoryBytes) || memoryBytes < WASM_PAGE || memoryBytes % WASM_PAGE !== 0) {
@@ -372,7 +395,7 @@ export class Hypervisor implements AsyncDisposable {
     const sched = schedParams(DEFAULT_BVT, config.sched ?? {});
     const needed = Math.max(1, image.minPages) * WASM_PAGE;
     if (needed > memoryBytes) throw new ImageMemoryTooLargeError(image.label, needed, memoryBytes);
-    const record = this.kernel.createDomain({ name: config.name, memoryBytes, cmdline: config.cmdline, image: image.label });
+    const record = this.kernel.createDomain({ name: config.name, memoryBytes, cmdline: config.cmdline, image: image.label, ...(restore?.keep ? { preferId: restore.keep.id } : {}) });
     let memory: WebAssembly.Memory;
     try {
       memory = restore?.memory ?? new WebAssembly.Memory({
@@ -385,7 +408,9 @@ export class Hypervisor implements AsyncDisposable {
       throw new HostMemoryError(memoryBytes, (err as Error).message);
     }
     const cmdline = new TextEncoder().encode(record.cmdline);
-    // A restored guest's start-info page is in its saved memory; only its domain id is new.
+    // A restored guest's start-info page is in its saved memory; only its domain id may be new.
+    if (restore) new DataView(memory.buffer).setUint32(START_INFO_ADDR + START_INFO_DOMID_OFFSET, record.id, true);
+    else for (const seg of image.data) new Uint8Array(memory.buffer).set(seg.bytes, seg.offset);
     if (!restore) writeStartInfo(new Uint8Array(memory.buffer), START_INFO_ADDR, {
       domid: record.id,
       privileged: false,
@@ -416,12 +441,20 @@ export class Hypervisor implements AsyncDisposable {
     this.#cpuNs[record.id] = 0;
     Atomics.store(this.#consoleInFlight, record.id, 0);
     Atomics.store(this.#runstate, record.id, RunState.RUNNABLE);
-    this.pv.claim(record.id, false);
+    this.pv.claim(record.id, false, restore?.keep && restore.keep.id === record.id ? restore.keep.gen : undefined);
+    let peers: Array<{ domid: number; port: number }> = [];
     if (restore) {
-      for (const why of this.evtchn.restorePorts(record.id, restore.ports)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
+      for (const why of this.grants.restoreGrants(record.id, restore.grants, memory.buffer.byteLength)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
+      const ports = this.evtchn.restorePorts(record.id, restore.ports);
+      for (const why of ports.lost) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
+      peers = ports.peers;
       if (restore.console && restore.console.length > 0) this.kernel.consoleWrite(record, restore.console);
     }
     this.#pool.broadcast({ t: 'domain', domid: record.id, memory });
+    // The peers of restored channels hear of it after their vCPU hosts have the restored memory (messages arrive in order).
+    for (const p of peers) {
+      if (p.domid === 0 || !this.#pool.send(p.domid, { t: 'pending', domid: p.domid, port: p.port })) this.evtchn.setPending(p.domid, p.port);
+    }
     const cpu = this.#pool.start({
       t: 'start',
       domid: record.id,
@@ -631,50 +664,8 @@ export class Hypervisor implements AsyncDisposable {
     const dom = this.domain(ref);
     const rec = dom.record;
     const id = rec.id;
-    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, 'save', rec.phase);
-    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
-    if (this.net.list(id).length > 0 || this.blk.list(id).length > 0) throw new SaveUnsupportedError(id, 'it has virtual devices (vifs or disks), which a save cannot hold yet');
-    if (this.#captureWaits.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
-    const timeoutMs = opts.timeoutMs ?? 10_000;
-    if (!(timeoutMs > 0)) throw new InvalidArgumentError('save timeout', `${timeoutMs} ms is not positive`);
-    const view = dom.memory ? new Int32Array(dom.memory.buffer) : undefined;
-    const request = (START_INFO_ADDR + SHUTDOWN_REQUEST_OFFSET) / 4;
-    const cooperative = Atomics.load(this.pv.words, this.pv.slot(id) + H_VIRQ + Virq.SHUTDOWN) !== 0;
-    /** Ask the vCPU host for a capture; `armed` runs once it will take the guest's suspend as one (so the request cannot be seen before). */
-    const capture = (any: boolean, ms: number, armed?: () => void): Promise<CapturedState> => new Promise<CapturedState>((resolve, reject) => {
-      const timer = setTimeout(() => { this.#captureWaits.delete(id); reject(new Error('timeout')); }, ms);
-      this.#captureWaits.set(id, {
-        resolve: (st) => { clearTimeout(timer); this.#captureWaits.delete(id); resolve(st); },
-        reject: (e) => { clearTimeout(timer); this.#captureWaits.delete(id); reject(e); },
-        ...(armed ? { armed } : {}),
-      });
-      this.#pool.send(id, { t: 'capture', domid: id, any });
-      this.#attend(id);
-    });
-    let state: CapturedState;
     const t0 = performance.now();
-    try {
-      if (cooperative) {
-        try {
-          state = await capture(false, timeoutMs, () => {
-            if (view) Atomics.store(view, request, 1 + SHUTDOWN_CODES.suspend);
-            this.evtchn.raiseVirq(id, Virq.SHUTDOWN);
-          });
-        } catch (err) {
-          if ((err as Error).message !== 'timeout') throw err;
-          if (!opts.force) throw new SaveTimeoutError(id, `it did not suspend within ${timeoutMs} ms (give --force to capture it at its next block or yield)`);
-          state = await capture(true, timeoutMs);
-        }
-      } else {
-        state = await capture(true, timeoutMs);
-      }
-    } catch (err) {
-      this.#pool.send(id, { t: 'capture-cancel', domid: id });
-      if ((err as Error).message === 'timeout') throw new SaveTimeoutError(id, `it did not block or yield within ${timeoutMs} ms, so it could not be captured (a guest is captured only where it gives up the CPU)`);
-      throw err;
-    } finally {
-      if (view) Atomics.store(view, request, 0);
-    }
+    const state = await this.#capture(dom, 'save', opts);
     const resumeValue = state.at === 'shutdown' ? 1 : 0;
     let summary: SaveSummary;
     try {
@@ -696,23 +687,98 @@ export class Hypervisor implements AsyncDisposable {
     return { ...summary, domid: id, name: rec.name, downtimeMs };
   }
 
-  async #writeSave(dom: Domain, state: CapturedState, file: string, opts: { checkpoint?: boolean; onProgress?: (done: number, total: number | undefined) => void }): Promise<SaveSummary> {
+  /**
+   * Stop a domain's vCPU where it can be captured and return its state; the
+   * domain stays stopped until the caller sends 'continue' or destroys it.
+   * A guest that has bound the shutdown virq is asked to suspend first.
+   */
+  async #capture(dom: Domain, what: string, opts: { force?: boolean; timeoutMs?: number }): Promise<CapturedState> {
+    const rec = dom.record;
+    const id = rec.id;
+    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, what, rec.phase);
+    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    const unsupported = this.#devicesUnsaveable(id);
+    if (unsupported) throw new SaveUnsupportedError(id, unsupported);
+    if (this.#captureWaits.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    if (!(timeoutMs > 0)) throw new InvalidArgumentError(`${what} timeout`, `${timeoutMs} ms is not positive`);
+    const view = dom.memory ? new Int32Array(dom.memory.buffer) : undefined;
+    const request = (START_INFO_ADDR + SHUTDOWN_REQUEST_OFFSET) / 4;
+    const cooperative = Atomics.load(this.pv.words, this.pv.slot(id) + H_VIRQ + Virq.SHUTDOWN) !== 0;
+    /** Ask the vCPU host for a capture; `armed` runs once it will take the guest's suspend as one (so the request cannot be seen before). */
+    const capture = (any: boolean, ms: number, armed?: () => void): Promise<CapturedState> => new Promise<CapturedState>((resolve, reject) => {
+      const timer = setTimeout(() => { this.#captureWaits.delete(id); reject(new Error('timeout')); }, ms);
+      this.#captureWaits.set(id, {
+        resolve: (st) => { clearTimeout(timer); this.#captureWaits.delete(id); resolve(st); },
+        reject: (e) => { clearTimeout(timer); this.#captureWaits.delete(id); reject(e); },
+        ...(armed ? { armed } : {}),
+      });
+      this.#pool.send(id, { t: 'capture', domid: id, any });
+      this.#attend(id);
+    });
+    try {
+      if (cooperative) {
+        try {
+          return await capture(false, timeoutMs, () => {
+            if (view) Atomics.store(view, request, 1 + SHUTDOWN_CODES.suspend);
+            this.evtchn.raiseVirq(id, Virq.SHUTDOWN);
+          });
+        } catch (err) {
+          if ((err as Error).message !== 'timeout') throw err;
+          if (!opts.force) throw new SaveTimeoutError(id, `it did not suspend within ${timeoutMs} ms (give --force to capture it at its next block or yield)`);
+          return await capture(true, timeoutMs);
+        }
+      } else {
+        return await capture(true, timeoutMs);
+      }
+    } catch (err) {
+      this.#pool.send(id, { t: 'capture-cancel', domid: id });
+      if ((err as Error).message === 'timeout') throw new SaveTimeoutError(id, `it did not block or yield within ${timeoutMs} ms, so it could not be captured (a guest is captured only where it gives up the CPU)`);
+      throw err;
+    } finally {
+      if (view) Atomics.store(view, request, 0);
+    }
+  }
+
+  /** Why a domain's devices keep it from being saved, or undefined. */
+  #devicesUnsaveable(id: number): string | undefined {
+    if (this.net.list(id).length > 0 || this.blk.list(id).length > 0) return 'it has virtual devices (vifs or disks), which a save cannot hold yet';
+    return undefined;
+  }
+
+  /** What a save holds of a captured domain besides its memory (the sections before 'memory'). */
+  #stateParts(dom: Domain, state: CapturedState): SavedParts {
     const rec = dom.record;
     const config = this.#configs.get(rec.id);
     const memory = new Uint8Array(dom.memory!.buffer);
-    const w = await SaveWriter.create(file, { checkpoint: opts.checkpoint ?? false });
-    try {
-      await w.addJson('domain', {
-        name: rec.name, id: rec.id, memoryBytes: rec.memoryBytes, memoryLength: memory.length, cmdline: rec.cmdline, image: dom.image.label,
+    return {
+      domain: {
+        name: rec.name, id: rec.id, gen: this.pv.generation(rec.id), memoryBytes: rec.memoryBytes, memoryLength: memory.length, cmdline: rec.cmdline, image: dom.image.label,
         imageId: dom.image.id, sched: this.#sched.get(rec.id) ?? null, onPoweroff: config?.onPoweroff ?? null, onReboot: config?.onReboot ?? null,
         onCrash: config?.onCrash ?? null, cpuTimeNs: this.#cpuNs[rec.id] ?? 0,
         cpu: { entry: state.entry, at: state.at, nowNs: String(state.nowNs), timerNs: String(state.timerNs) },
-      });
-      await w.addSection('image', dom.image.original ?? new Uint8Array(0));
-      await w.addJson('globals', { types: dom.image.capture.globals.map((g) => g.type), values: state.globals.map(String) });
-      await w.addSection('stack', state.stack);
-      await w.addJson('evtchn', this.evtchn.exportPorts(rec.id));
-      await w.addSection('console', rec.console.contents());
+      },
+      image: dom.image.original ?? new Uint8Array(0),
+      globals: { types: dom.image.capture.globals.map((g) => g.type), values: state.globals.map(String) },
+      stack: state.stack,
+      evtchn: this.evtchn.exportPorts(rec.id),
+      grants: this.grants.exportGrants(rec.id),
+      console: rec.console.contents(),
+    };
+  }
+
+  async #writeSave(dom: Domain, state: CapturedState, file: string, opts: { checkpoint?: boolean; onProgress?: (done: number, total: number | undefined) => void }): Promise<SaveSummary> {
+    const parts = this.#stateParts(dom, state);
+    const memory = new Uint8Array(dom.memory!.buffer);
+    const w = await SaveWriter.create(file, { checkpoint: opts.checkpoint ?? false });
+    try {
+      await w.addJson('domain', parts.domain);
+      await w.addSection('image', parts.image);
+      await w.addJson('globals', parts.globals);
+      await w.addSection('stack', parts.stack);
+      await w.addJson('evtchn', parts.evtchn);
+      await w.addJson('grants', parts.grants);
+      await w.addSection('console', parts.console);
       await w.addSection('memory', memory, { length: memory.length, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
       return await w.commit();
     } catch (err) {
@@ -732,76 +798,94 @@ export class Hypervisor implements AsyncDisposable {
     this.#checkOpen();
     const r = await SaveReader.open(file);
     try {
-      const need = (k: 'domain' | 'image' | 'globals' | 'stack' | 'evtchn' | 'memory'): void => {
+      for (const k of ['domain', 'image', 'globals', 'stack', 'evtchn', 'memory'] as const) {
         if (!r.section(k)) throw new RestoreError(r.path, `it has no ${k} section`);
+      }
+      const parts: SavedParts = {
+        domain: await r.readJson('domain'),
+        image: new Uint8Array(await r.read('image')),
+        globals: await r.readJson('globals'),
+        stack: new Uint8Array(await r.read('stack')),
+        evtchn: await r.readJson('evtchn'),
+        grants: r.section('grants') ? await r.readJson('grants') : [],
+        console: r.section('console') ? new Uint8Array(await r.read('console')) : new Uint8Array(0),
       };
-      for (const k of ['domain', 'image', 'globals', 'stack', 'evtchn', 'memory'] as const) need(k);
-      const d = await r.readJson('domain') as {
-        name: string; memoryBytes: number; memoryLength: number; cmdline: string; image: string; sched: BvtParams | null;
-        onPoweroff: ExitAction | null; onReboot: ExitAction | null; onCrash: ExitAction | null;
-        cpu: { entry: number; at: CapturedState['at']; nowNs: string; timerNs: string };
-      };
-      const bad = (what: string): never => { throw new RestoreError(r.path, `its domain record is malformed (${what})`); };
-      if (typeof d !== 'object' || d === null) bad('not an object');
-      if (typeof d.name !== 'string') bad('name');
-      if (!Number.isSafeInteger(d.memoryBytes) || d.memoryBytes <= 0 || d.memoryBytes % WASM_PAGE !== 0) bad('memoryBytes');
-      if (!Number.isSafeInteger(d.memoryLength) || d.memoryLength <= 0 || d.memoryLength > d.memoryBytes || d.memoryLength % WASM_PAGE !== 0) bad('memoryLength');
-      if (typeof d.cpu !== 'object' || d.cpu === null || !['block', 'yield', 'shutdown'].includes(d.cpu.at) || !Number.isInteger(d.cpu.entry)) bad('cpu');
-      if (d.memoryBytes > this.kernel.budget.freeBytes) {
-        throw new RestoreError(r.path, `its ${d.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free`);
-      }
-      const imageBytes = await r.read('image');
-      if (imageBytes.length === 0) throw new RestoreError(r.path, 'it holds no guest image');
-      const image = await this.loadImage(new Uint8Array(imageBytes)).catch((err: unknown) => {
-        throw new RestoreError(r.path, `its guest image does not load: ${(err as Error).message}`);
-      });
-      if (!image.capture.saveable) throw new RestoreError(r.path, `its guest image cannot be resumed here: ${image.capture.why}`);
-      const g = await r.readJson('globals') as { types: string[]; values: string[] };
-      const types = image.capture.globals.map((x) => x.type);
-      if (!Array.isArray(g?.types) || !Array.isArray(g.values) || g.types.join() !== types.join() || g.values.length !== types.length) {
-        throw new RestoreError(r.path, `its globals (${Array.isArray(g?.types) ? g.types.join(', ') : '?'}) do not match its image's (${types.join(', ')})`);
-      }
-      const globals = g.values.map((v, i) => {
-        try {
-          return types[i] === 'i64' ? BigInt(v) : Number(v);
-        } catch {
-          throw new RestoreError(r.path, `global ${i} is not a number`);
-        }
-      });
-      if (d.cpu.entry < 0 || d.cpu.entry >= image.entries.length) bad('cpu.entry');
-      const ports = await r.readJson('evtchn') as SavedPort[];
-      if (!Array.isArray(ports)) bad('evtchn');
-      const stack = new Uint8Array(await r.read('stack'));
-      let nowNs: bigint;
-      let timerNs: bigint;
-      try {
-        nowNs = BigInt(d.cpu.nowNs);
-        timerNs = BigInt(d.cpu.timerNs);
-      } catch {
-        return bad('cpu clock');
-      }
-      let memory: WebAssembly.Memory;
-      try {
-        memory = new WebAssembly.Memory({ initial: d.memoryLength / WASM_PAGE, maximum: Math.min(d.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
-      } catch (err) {
-        throw new HostMemoryError(d.memoryBytes, (err as Error).message);
-      }
-      await r.readInto('memory', new Uint8Array(memory.buffer), { zeroed: true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-      const consoleBytes = r.section('console') ? await r.read('console') : undefined;
-      const config: DomainConfig = {
-        image, name: opts.name ?? d.name, memoryBytes: d.memoryBytes, cmdline: d.cmdline, paused: opts.paused ?? false,
-        ...(d.sched ? { sched: toSettings(d.sched) } : {}),
-        ...(d.onPoweroff ? { onPoweroff: d.onPoweroff } : {}), ...(d.onReboot ? { onReboot: d.onReboot } : {}), ...(d.onCrash ? { onCrash: d.onCrash } : {}),
-      };
-      const dom = this.#createFromImage(image, config, [], {
-        memory, ports, console: consoleBytes,
-        state: { entry: d.cpu.entry, at: d.cpu.at, globals, stack, nowNs, timerNs },
-      });
+      const dom = await this.#restoreParts(r.path, parts, opts, (memory) => r.readInto('memory', new Uint8Array(memory.buffer), { zeroed: true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) }).then(() => {}));
       this.kernel.log.info(`domain ${dom.id} (${dom.name}) restored from ${r.path}`);
       return dom;
     } finally {
       await r.close();
     }
+  }
+
+  /**
+   * Check what a save holds (from a file, a migration stream or a clone's
+   * snapshot: `source` names it in errors), make the domain's memory, let
+   * `fill` write it, and create the domain. It keeps its id (and the
+   * connections other domains hold to it) when the id is free.
+   */
+  async #restoreParts(source: string, parts: SavedParts, opts: { name?: string; paused?: boolean; newId?: boolean }, fill: (memory: WebAssembly.Memory) => Promise<void>): Promise<Domain> {
+    const d = parts.domain as {
+      name: string; id?: number; gen?: number; memoryBytes: number; memoryLength: number; cmdline: string; image: string; sched: BvtParams | null;
+      onPoweroff: ExitAction | null; onReboot: ExitAction | null; onCrash: ExitAction | null;
+      cpu: { entry: number; at: CapturedState['at']; nowNs: string; timerNs: string };
+    };
+    const bad = (what: string): never => { throw new RestoreError(source, `its domain record is malformed (${what})`); };
+    if (typeof d !== 'object' || d === null) bad('not an object');
+    if (typeof d.name !== 'string') bad('name');
+    if (!Number.isSafeInteger(d.memoryBytes) || d.memoryBytes <= 0 || d.memoryBytes % WASM_PAGE !== 0) bad('memoryBytes');
+    if (!Number.isSafeInteger(d.memoryLength) || d.memoryLength <= 0 || d.memoryLength > d.memoryBytes || d.memoryLength % WASM_PAGE !== 0) bad('memoryLength');
+    if (typeof d.cpu !== 'object' || d.cpu === null || !['block', 'yield', 'shutdown'].includes(d.cpu.at) || !Number.isInteger(d.cpu.entry)) bad('cpu');
+    if (d.memoryBytes > this.kernel.budget.freeBytes) {
+      throw new RestoreError(source, `its ${d.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free`);
+    }
+    if (parts.image.length === 0) throw new RestoreError(source, 'it holds no guest image');
+    const image = await this.loadImage(parts.image).catch((err: unknown) => {
+      throw new RestoreError(source, `its guest image does not load: ${(err as Error).message}`);
+    });
+    if (!image.capture.saveable) throw new RestoreError(source, `its guest image cannot be resumed here: ${image.capture.why}`);
+    const g = parts.globals as { types: string[]; values: string[] };
+    const types = image.capture.globals.map((x) => x.type);
+    if (!Array.isArray(g?.types) || !Array.isArray(g.values) || g.types.join() !== types.join() || g.values.length !== types.length) {
+      throw new RestoreError(source, `its globals (${Array.isArray(g?.types) ? g.types.join(', ') : '?'}) do not match its image's (${types.join(', ')})`);
+    }
+    const globals = g.values.map((v, i) => {
+      try {
+        return types[i] === 'i64' ? BigInt(v) : Number(v);
+      } catch {
+        throw new RestoreError(source, `global ${i} is not a number`);
+      }
+    });
+    if (d.cpu.entry < 0 || d.cpu.entry >= image.entries.length) bad('cpu.entry');
+    const ports = parts.evtchn as SavedPort[];
+    if (!Array.isArray(ports)) bad('evtchn');
+    const grants = parts.grants as SavedGrant[];
+    if (!Array.isArray(grants)) throw new RestoreError(source, 'its grants section is not a list');
+    let nowNs: bigint;
+    let timerNs: bigint;
+    try {
+      nowNs = BigInt(d.cpu.nowNs);
+      timerNs = BigInt(d.cpu.timerNs);
+    } catch {
+      return bad('cpu clock');
+    }
+    let memory: WebAssembly.Memory;
+    try {
+      memory = new WebAssembly.Memory({ initial: d.memoryLength / WASM_PAGE, maximum: Math.min(d.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
+    } catch (err) {
+      throw new HostMemoryError(d.memoryBytes, (err as Error).message);
+    }
+    await fill(memory);
+    const config: DomainConfig = {
+      image, name: opts.name ?? d.name, memoryBytes: d.memoryBytes, cmdline: d.cmdline, paused: opts.paused ?? false,
+      ...(d.sched ? { sched: toSettings(d.sched) } : {}),
+      ...(d.onPoweroff ? { onPoweroff: d.onPoweroff } : {}), ...(d.onReboot ? { onReboot: d.onReboot } : {}), ...(d.onCrash ? { onCrash: d.onCrash } : {}),
+    };
+    const keep = !opts.newId && Number.isInteger(d.id) && (d.id as number) > 0 ? { id: d.id as number, gen: Number.isInteger(d.gen) ? d.gen as number : -1 } : undefined;
+    return this.#createFromImage(image, config, [], {
+      memory, ports, grants, console: parts.console, ...(keep ? { keep } : {}),
+      state: { entry: d.cpu.entry, at: d.cpu.at, globals, stack: parts.stack, nowNs, timerNs },
+    });
   }
 
   /** Destroy a domain at once, whatever it is doing, and free its memory. */

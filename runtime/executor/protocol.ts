@@ -110,6 +110,8 @@ export type ToHost =
   | { t: 'continue'; domid: number; value: number }
   /** Every vCPU host learns every domain's memory (grant copies reach it directly). */
   | { t: 'domain'; domid: number; memory: WebAssembly.Memory }
+  /** Make a port of a guest here pending (after a restore brought back its channel's other end). */
+  | { t: 'pending'; domid: number; port: number }
   | { t: 'forget'; domid: number }
   | { t: 'pause'; domid: number }
   | { t: 'unpause'; domid: number }

@@ -161,6 +161,9 @@ export class VcpuHost {
         this.#memories.set(msg.domid, msg.memory);
         this.#copier.forget(msg.domid);
         return;
+      case 'pending':
+        this.#evtchn.setPending(msg.domid, msg.port);
+        return;
       case 'forget':
         this.#memories.delete(msg.domid);
         this.#copier.forget(msg.domid);

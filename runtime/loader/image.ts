@@ -28,7 +28,7 @@ import { loadBinaryen, v8Features } from './binaryen.ts';
 import type { Binaryen, BinaryenModule } from './binaryen.ts';
 import { FLAGS, RESERVED_NAMES, addSafepoints } from './instrument.ts';
 import { GLOBAL_EXPORT_PREFIX, addCapturePoints, type CaptureInfo } from './capture.ts';
-import { binaryKind, bufferSource, summariseSections } from './sections.ts';
+import { binaryKind, bufferSource, extractActiveData, summariseSections, type DataSegment } from './sections.ts';
 import { extractComponentCore } from './component.ts';
 
 export const WASM_PAGE = 65536;
@@ -54,6 +54,8 @@ export class GuestImage {
   readonly hasInit: boolean;
   /** Exports the kernel calls, in order, to run the domain (ends with `start`). */
   readonly entries: readonly string[];
+  /** Static data a fresh domain's memory starts with (the image's active data segments, taken out of its module). */
+  readonly data: readonly DataSegment[];
   /** 'core' or 'component' (the core module inside a component is what runs). */
   readonly format: 'core' | 'component';
   /** The bytes it was built from (a save file carries them, so it restores on another host). */
@@ -64,9 +66,10 @@ export class GuestImage {
   constructor(init: {
     id: string; label: string; module: WebAssembly.Module; bytes: Uint8Array;
     minPages: number; maxPages: number; hasInit: boolean; entries: readonly string[]; format: 'core' | 'component';
-    capture?: CaptureInfo; original?: Uint8Array;
+    capture?: CaptureInfo; original?: Uint8Array; data?: readonly DataSegment[];
   }) {
     this.original = init.original;
+    this.data = init.data ?? [];
     this.capture = init.capture ?? { saveable: false, why: 'it was built without capture points', globals: [] };
     this.id = init.id;
     this.label = init.label;
@@ -178,13 +181,26 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
     if (!mod.validate()) throw new ImageInvalidError(label, 'safepoint instrumentation produced an invalid module');
     let out = mod.emitBinary();
     let capture: CaptureInfo;
+    let data: DataSegment[] = [];
     try {
       capture = addCapturePoints(binaryen, mod, FLAGS);
       if (capture.saveable) {
         if (!mod.validate()) throw new Error('capture instrumentation produced an invalid module');
         out = mod.emitBinary();
+        // Static data goes into a fresh domain's memory from the image, not by instantiation, which would write it again over a restored memory.
+        const extracted = kind === 'core' ? extractActiveData(out) : undefined;
+        if (!extracted) throw new Error('its data segments could not be separated from the module');
+        for (const seg of extracted.segments) {
+          if (seg.offset + seg.bytes.length > mem.initial * WASM_PAGE) {
+            throw new ImageInvalidError(label, `a data segment at ${seg.offset} (${seg.bytes.length} bytes) does not fit its initial memory of ${mem.initial * WASM_PAGE} bytes`);
+          }
+        }
+        out = extracted.bytes;
+        data = extracted.segments;
       }
     } catch (err) {
+      if (err instanceof WvError) throw err;
+      data = [];
       // The guest still runs, from the module without capture points; it cannot be saved.
       const why = typeof err === 'object' && err !== null && !(err instanceof Error) ? (binaryen as unknown as { getExceptionMessage(e: unknown): string[] }).getExceptionMessage(err).join(': ') : (err as Error).message;
       capture = { saveable: false, why: `the loader could not make its stack capturable (${why})`, globals: [] };
@@ -193,7 +209,7 @@ export async function buildImage(bytes: Uint8Array, label: string): Promise<Gues
     // (errors below this point are ours, not the image's)
     return new GuestImage({
       id, label, module, bytes: out, minPages: mem.initial, maxPages: mem.max,
-      hasInit: init !== undefined, entries, format: kind, capture, original: bytes,
+      hasInit: init !== undefined, entries, format: kind, capture, original: bytes, data,
     });
   } catch (err) {
     if (err instanceof WvError) throw err;

@@ -74,3 +74,111 @@ export function summariseSections(bytes: Uint8Array): SectionSummary | undefined
     }
   }
 }
+
+/** An active data segment of memory 0 taken out of a binary: where its bytes go. */
+export interface DataSegment { readonly offset: number; readonly bytes: Uint8Array }
+
+function writeU32(out: number[], v: number): void {
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+}
+
+/** A signed LEB128 i32 at `pos`. */
+function readS32(bytes: Uint8Array, pos: number): { value: number; next: number } | undefined {
+  let result = 0;
+  let shift = 0;
+  for (;;) {
+    if (pos >= bytes.length || shift > 28) return undefined;
+    const b = bytes[pos++]!;
+    result |= (b & 0x7f) << shift;
+    shift += 7;
+    if ((b & 0x80) === 0) {
+      if (shift < 32 && (b & 0x40) !== 0) result |= -1 << shift;
+      return { value: result, next: pos };
+    }
+  }
+}
+
+/**
+ * Take the contents out of every active data segment of memory 0 (offsets
+ * `i32.const N`): each becomes an empty passive segment, so instantiating the
+ * module writes nothing into its memory, and the segments' bytes are
+ * returned for whoever fills a fresh memory. A restored domain's memory
+ * already holds what the guest made of its static data; instantiating must
+ * not put the original bytes back over it. Segment indices stay as they
+ * were. Returns undefined when a segment's offset is not a constant (the
+ * module is then left as it is).
+ */
+export function extractActiveData(bytes: Uint8Array): { bytes: Uint8Array; segments: DataSegment[] } | undefined {
+  const segments: DataSegment[] = [];
+  let pos = 8;
+  let last = 8;
+  const chunks: Uint8Array[] = [bytes.subarray(0, 8)];
+  while (pos < bytes.length) {
+    const start = pos;
+    const id = bytes[pos++]!;
+    const size = readU32(bytes, pos);
+    if (!size || size.next + size.value > bytes.length) return undefined;
+    const body = bytes.subarray(size.next, size.next + size.value);
+    pos = size.next + size.value;
+    if (id !== 11) continue;
+    const count = readU32(body, 0);
+    if (!count) return undefined;
+    const rewritten: number[] = [];
+    writeU32(rewritten, count.value);
+    let p = count.next;
+    for (let i = 0; i < count.value; i++) {
+      const flag = readU32(body, p);
+      if (!flag) return undefined;
+      p = flag.next;
+      let active = false;
+      let offset = 0;
+      if (flag.value === 0 || flag.value === 2) {
+        if (flag.value === 2) {
+          const mem = readU32(body, p);
+          if (!mem || mem.value !== 0) return undefined;
+          p = mem.next;
+        }
+        if (body[p] !== 0x41) return undefined; // i32.const
+        const v = readS32(body, p + 1);
+        if (!v || body[v.next] !== 0x0b) return undefined;
+        offset = v.value >>> 0;
+        p = v.next + 1;
+        active = true;
+      } else if (flag.value !== 1) {
+        return undefined;
+      }
+      const len = readU32(body, p);
+      if (!len || len.next + len.value > body.length) return undefined;
+      const data = body.subarray(len.next, len.next + len.value);
+      p = len.next + len.value;
+      if (active) {
+        segments.push({ offset, bytes: data.slice() });
+        rewritten.push(1, 0);
+      } else {
+        rewritten.push(1);
+        writeU32(rewritten, data.length);
+        for (const b of data) rewritten.push(b);
+      }
+    }
+    if (p !== body.length) return undefined;
+    chunks.push(bytes.subarray(last, start));
+    const header: number[] = [11];
+    writeU32(header, rewritten.length);
+    chunks.push(Uint8Array.from(header), Uint8Array.from(rewritten));
+    last = pos;
+  }
+  chunks.push(bytes.subarray(last));
+  const total = chunks.reduce((n, c) => n + c.length, 0);
+  const result = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    result.set(c, o);
+    o += c.length;
+  }
+  return { bytes: result, segments };
+}

@@ -57,6 +57,36 @@ t.test('a checkpoint leaves the domain running; restoring it gives a second copy
   t.same(hv.list().map((x) => x.name), ['Domain-0', 'orig', 'copy']);
 });
 
+for (const which of ['pong', 'ping'] as const) {
+  t.test(`${which} saved and restored while ping and pong talk over an event channel and a ring: the talk goes on`, async (t) => {
+    const file = join(dir, `${which}.save`);
+    const hv = new Hypervisor({ cpus: 2 });
+    t.teardown(() => hv.close());
+    const pong = await hv.createDomain({ image: guestPath('pong'), name: 'pong', memory: 1, paused: true, cmdline: 'count=40' });
+    const ping = await hv.createDomain({ image: guestPath('ping'), name: 'ping', memory: 1, paused: true, cmdline: 'count=40 period=15' });
+    hv.connect(ping.id, pong.id);
+    await pong.unpause();
+    await ping.unpause();
+    await new Promise((r) => setTimeout(r, 150));
+    const target = which === 'pong' ? pong : ping;
+    const id = target.id;
+    const saved = await hv.save(id, file);
+    t.equal(saved.domid, id);
+    t.notOk(hv.list().some((x) => x.name === which), `${which} is gone while it is saved`);
+    await new Promise((r) => setTimeout(r, 100));
+    const back = await hv.restore(file);
+    t.equal(back.id, id, 'it keeps its domain id, which was free');
+    t.notMatch(hv.kernel.log.lines().join('\n'), /restore: port|restore: grant/, 'every port and grant came back');
+    const other = which === 'pong' ? ping : pong;
+    t.same(await (which === 'ping' ? back : other).waitForExit(), { reason: 'poweroff' }, 'ping got all 40 answers');
+    t.same(await (which === 'pong' ? back : other).waitForExit(), { reason: 'poweroff' });
+    const pingText = (which === 'ping' ? back : ping).consoleText();
+    const pongText = (which === 'pong' ? back : pong).consoleText();
+    t.match(pingText, /ping: 40 messages answered in \d+ us/);
+    t.match(pongText, `pong: answered 40 requests from domain ${ping.id}`);
+  });
+}
+
 t.test('bad save files are refused with the reason, and nothing is created', async (t) => {
   const hv = new Hypervisor({ cpus: 1 });
   t.teardown(() => hv.close());
