@@ -43,6 +43,7 @@ import { SaveReader, SaveWriter, type SaveSummary } from './save/format.ts';
 import { RestoreError, SaveTimeoutError, SaveUnsupportedError } from './save/errors.ts';
 import type { SavedPort } from '../kernel/evtchn.ts';
 import type { SavedGrant } from '../kernel/grant.ts';
+import { connectDevices, devicesSaveProblem, exportDevices, prepareDevices, quiesceDevices, type DeviceHost, type PreparedDevices } from './save/devices.ts';
 import { H_VIRQ } from '../kernel/pv-table.ts';
 import { BlockDevices, type OpenedDisk } from '../devices/blk/vbd.ts';
 import type { DiskSpec } from '../devices/blk/disk-spec.ts';
@@ -59,6 +60,7 @@ interface SavedParts {
   stack: Uint8Array;
   evtchn: unknown;
   grants: unknown;
+  devices: unknown;
   console: Uint8Array;
 }
 
@@ -71,6 +73,8 @@ interface RestoreInput {
   console: Uint8Array | undefined;
   /** The id and generation it had, to keep when the id is free. */
   keep?: { id: number; gen: number };
+  /** Its devices, opened; reconnected once its ports and grants are back. */
+  devices?: PreparedDevices;
 }
 
 export interface HypervisorOptions {
@@ -205,6 +209,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly #epochMs: number;
   readonly #control: DomainControl;
   #closed = false;
+  /** Domains being saved, migrated or cloned, from their capture until the work is done. */
+  readonly #saving = new Set<number>();
   /** Saves waiting for a guest's capture. */
   readonly #captureWaits = new Map<number, { resolve: (s: CapturedState) => void; reject: (e: Error) => void; armed?: () => void }>();
 
@@ -448,6 +454,7 @@ export class Hypervisor implements AsyncDisposable {
       const ports = this.evtchn.restorePorts(record.id, restore.ports);
       for (const why of ports.lost) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
       peers = ports.peers;
+      if (restore.devices) for (const why of connectDevices(this.#deviceHost, record.id, restore.devices)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
       if (restore.console && restore.console.length > 0) this.kernel.consoleWrite(record, restore.console);
     }
     this.#pool.broadcast({ t: 'domain', domid: record.id, memory });
@@ -665,26 +672,35 @@ export class Hypervisor implements AsyncDisposable {
     const rec = dom.record;
     const id = rec.id;
     const t0 = performance.now();
-    const state = await this.#capture(dom, 'save', opts);
-    const resumeValue = state.at === 'shutdown' ? 1 : 0;
-    let summary: SaveSummary;
+    if (this.#saving.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
+    this.#saving.add(id);
     try {
-      summary = await this.#writeSave(dom, state, file, opts);
-    } catch (err) {
-      this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
-      this.kernel.log.warn(`domain ${id} (${rec.name}): save to ${file} failed, it goes on running: ${(err as Error).message}`);
-      throw err;
+      const state = await this.#capture(dom, 'save', opts);
+      const resumeValue = state.at === 'shutdown' ? 1 : 0;
+      const resumeDevices = await quiesceDevices(this.#deviceHost, id);
+      let summary: SaveSummary;
+      try {
+        summary = await this.#writeSave(dom, state, file, opts);
+      } catch (err) {
+        resumeDevices();
+        this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+        this.kernel.log.warn(`domain ${id} (${rec.name}): save to ${file} failed, it goes on running: ${(err as Error).message}`);
+        throw err;
+      }
+      const downtimeMs = performance.now() - t0;
+      if (opts.checkpoint) {
+        resumeDevices();
+        this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+        this.kernel.log.info(`domain ${id} (${rec.name}): checkpoint saved to ${summary.path} (${summary.bytes} bytes); it goes on running`);
+      } else {
+        this.kernel.log.info(`domain ${id} (${rec.name}): saved to ${summary.path} (${summary.bytes} bytes)`);
+        rec.shutdownReason = 'suspend';
+        await this.destroy(id);
+      }
+      return { ...summary, domid: id, name: rec.name, downtimeMs };
+    } finally {
+      this.#saving.delete(id);
     }
-    const downtimeMs = performance.now() - t0;
-    if (opts.checkpoint) {
-      this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
-      this.kernel.log.info(`domain ${id} (${rec.name}): checkpoint saved to ${summary.path} (${summary.bytes} bytes); it goes on running`);
-    } else {
-      this.kernel.log.info(`domain ${id} (${rec.name}): saved to ${summary.path} (${summary.bytes} bytes)`);
-      rec.shutdownReason = 'suspend';
-      await this.destroy(id);
-    }
-    return { ...summary, domid: id, name: rec.name, downtimeMs };
   }
 
   /**
@@ -697,7 +713,7 @@ export class Hypervisor implements AsyncDisposable {
     const id = rec.id;
     if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, what, rec.phase);
     if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
-    const unsupported = this.#devicesUnsaveable(id);
+    const unsupported = devicesSaveProblem(this.#deviceHost, id);
     if (unsupported) throw new SaveUnsupportedError(id, unsupported);
     if (this.#captureWaits.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
     const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -740,10 +756,9 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
-  /** Why a domain's devices keep it from being saved, or undefined. */
-  #devicesUnsaveable(id: number): string | undefined {
-    if (this.net.list(id).length > 0 || this.blk.list(id).length > 0) return 'it has virtual devices (vifs or disks), which a save cannot hold yet';
-    return undefined;
+  /** What the device save code (runtime/save/devices.ts) reaches. */
+  get #deviceHost(): DeviceHost {
+    return { blk: this.blk, net: this.net, evtchn: this.evtchn, grants: this.grants, log: (level, line) => this.kernel.log[level](line) };
   }
 
   /** What a save holds of a captured domain besides its memory (the sections before 'memory'). */
@@ -763,6 +778,7 @@ export class Hypervisor implements AsyncDisposable {
       stack: state.stack,
       evtchn: this.evtchn.exportPorts(rec.id),
       grants: this.grants.exportGrants(rec.id),
+      devices: exportDevices(this.#deviceHost, rec.id),
       console: rec.console.contents(),
     };
   }
@@ -778,6 +794,7 @@ export class Hypervisor implements AsyncDisposable {
       await w.addSection('stack', parts.stack);
       await w.addJson('evtchn', parts.evtchn);
       await w.addJson('grants', parts.grants);
+      await w.addJson('devices', parts.devices);
       await w.addSection('console', parts.console);
       await w.addSection('memory', memory, { length: memory.length, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
       return await w.commit();
@@ -808,6 +825,7 @@ export class Hypervisor implements AsyncDisposable {
         stack: new Uint8Array(await r.read('stack')),
         evtchn: await r.readJson('evtchn'),
         grants: r.section('grants') ? await r.readJson('grants') : [],
+        devices: r.section('devices') ? await r.readJson('devices') : { vbds: [], vifs: [] },
         console: r.section('console') ? new Uint8Array(await r.read('console')) : new Uint8Array(0),
       };
       const dom = await this.#restoreParts(r.path, parts, opts, (memory) => r.readInto('memory', new Uint8Array(memory.buffer), { zeroed: true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) }).then(() => {}));
@@ -876,16 +894,24 @@ export class Hypervisor implements AsyncDisposable {
       throw new HostMemoryError(d.memoryBytes, (err as Error).message);
     }
     await fill(memory);
+    const devices = await prepareDevices(this.#deviceHost, source, parts.devices);
     const config: DomainConfig = {
       image, name: opts.name ?? d.name, memoryBytes: d.memoryBytes, cmdline: d.cmdline, paused: opts.paused ?? false,
+      ...(devices.vifs.length > 0 ? { vifs: devices.vifs } : {}),
       ...(d.sched ? { sched: toSettings(d.sched) } : {}),
       ...(d.onPoweroff ? { onPoweroff: d.onPoweroff } : {}), ...(d.onReboot ? { onReboot: d.onReboot } : {}), ...(d.onCrash ? { onCrash: d.onCrash } : {}),
     };
     const keep = !opts.newId && Number.isInteger(d.id) && (d.id as number) > 0 ? { id: d.id as number, gen: Number.isInteger(d.gen) ? d.gen as number : -1 } : undefined;
-    return this.#createFromImage(image, config, [], {
-      memory, ports, grants, console: parts.console, ...(keep ? { keep } : {}),
-      state: { entry: d.cpu.entry, at: d.cpu.at, globals, stack: parts.stack, nowNs, timerNs },
-    });
+    try {
+      return this.#createFromImage(image, config, devices.disks, {
+        memory, ports, grants, console: parts.console, ...(keep ? { keep } : {}), devices,
+        state: { entry: d.cpu.entry, at: d.cpu.at, globals, stack: parts.stack, nowNs, timerNs },
+      });
+    } catch (err) {
+      // Disks #createFromImage did not install are still open.
+      await Promise.allSettled(devices.disks.map((x) => x.backing.close()));
+      throw err;
+    }
   }
 
   /** Destroy a domain at once, whatever it is doing, and free its memory. */
