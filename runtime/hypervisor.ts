@@ -828,7 +828,10 @@ export class Hypervisor implements AsyncDisposable {
         devices: r.section('devices') ? await r.readJson('devices') : { vbds: [], vifs: [] },
         console: r.section('console') ? new Uint8Array(await r.read('console')) : new Uint8Array(0),
       };
-      const dom = await this.#restoreParts(r.path, parts, opts, (memory) => r.readInto('memory', new Uint8Array(memory.buffer), { zeroed: true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) }).then(() => {}));
+      const dom = await this.#restoreParts(r.path, parts, opts, async (memory) => {
+        const n = await r.readInto('memory', new Uint8Array(memory.buffer), { zeroed: true, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+        if (n !== memory.buffer.byteLength) throw new RestoreError(r.path, `its memory section holds ${n} bytes, its domain record says ${memory.buffer.byteLength}`);
+      });
       this.kernel.log.info(`domain ${dom.id} (${dom.name}) restored from ${r.path}`);
       return dom;
     } finally {
@@ -854,6 +857,19 @@ export class Hypervisor implements AsyncDisposable {
     if (!Number.isSafeInteger(d.memoryBytes) || d.memoryBytes <= 0 || d.memoryBytes % WASM_PAGE !== 0) bad('memoryBytes');
     if (!Number.isSafeInteger(d.memoryLength) || d.memoryLength <= 0 || d.memoryLength > d.memoryBytes || d.memoryLength % WASM_PAGE !== 0) bad('memoryLength');
     if (typeof d.cpu !== 'object' || d.cpu === null || !['block', 'yield', 'shutdown'].includes(d.cpu.at) || !Number.isInteger(d.cpu.entry)) bad('cpu');
+    if (typeof d.cmdline !== 'string') bad('cmdline');
+    for (const k of ['onPoweroff', 'onReboot', 'onCrash'] as const) {
+      if (d[k] !== null && d[k] !== undefined && !['destroy', 'preserve', 'restart'].includes(d[k] as string)) bad(k);
+    }
+    if (d.sched !== null && d.sched !== undefined) {
+      const p = d.sched as unknown as Record<string, unknown>;
+      if (typeof p !== 'object' || !['mcuadv', 'warp', 'warpl', 'warpu'].every((k) => typeof p[k] === 'number' && Number.isFinite(p[k]))) bad('sched');
+      try {
+        schedParams(DEFAULT_BVT, toSettings(d.sched));
+      } catch {
+        bad('sched');
+      }
+    }
     if (d.memoryBytes > this.kernel.budget.freeBytes) {
       throw new RestoreError(source, `its ${d.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free`);
     }
@@ -862,17 +878,30 @@ export class Hypervisor implements AsyncDisposable {
       throw new RestoreError(source, `its guest image does not load: ${(err as Error).message}`);
     });
     if (!image.capture.saveable) throw new RestoreError(source, `its guest image cannot be resumed here: ${image.capture.why}`);
+    if (d.memoryLength / WASM_PAGE > image.maxPages) {
+      throw new RestoreError(source, `its memoryLength (${d.memoryLength} bytes) is larger than its image allows (${image.maxPages} pages of 64 KiB)`);
+    }
     const g = parts.globals as { types: string[]; values: string[] };
     const types = image.capture.globals.map((x) => x.type);
     if (!Array.isArray(g?.types) || !Array.isArray(g.values) || g.types.join() !== types.join() || g.values.length !== types.length) {
       throw new RestoreError(source, `its globals (${Array.isArray(g?.types) ? g.types.join(', ') : '?'}) do not match its image's (${types.join(', ')})`);
     }
     const globals = g.values.map((v, i) => {
-      try {
-        return types[i] === 'i64' ? BigInt(v) : Number(v);
-      } catch {
-        throw new RestoreError(source, `global ${i} is not a number`);
+      const notNumber = (): never => { throw new RestoreError(source, `global ${i} (${types[i]}) is not a number of its type: ${JSON.stringify(v)}`); };
+      if (typeof v !== 'string') return notNumber();
+      if (types[i] === 'i64') {
+        let n: bigint;
+        try {
+          n = BigInt(v);
+        } catch {
+          return notNumber();
+        }
+        if (n < -(1n << 63n) || n >= 1n << 64n) notNumber();
+        return n;
       }
+      const n = Number(v);
+      if (types[i] === 'i32' ? !(Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 32) : (Number.isNaN(n) && v !== 'NaN')) notNumber();
+      return n;
     });
     if (d.cpu.entry < 0 || d.cpu.entry >= image.entries.length) bad('cpu.entry');
     const ports = parts.evtchn as SavedPort[];
@@ -887,13 +916,19 @@ export class Hypervisor implements AsyncDisposable {
     } catch {
       return bad('cpu clock');
     }
+    if (nowNs < 0n || nowNs >= 1n << 62n || timerNs < 0n || timerNs >= 1n << 62n) bad('cpu clock');
     let memory: WebAssembly.Memory;
     try {
       memory = new WebAssembly.Memory({ initial: d.memoryLength / WASM_PAGE, maximum: Math.min(d.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
     } catch (err) {
       throw new HostMemoryError(d.memoryBytes, (err as Error).message);
     }
-    await fill(memory);
+    try {
+      await fill(memory);
+    } catch (err) {
+      if (err instanceof RestoreError || (err as { code?: string }).code?.startsWith('WV_ERR_SAVE')) throw err;
+      throw new RestoreError(source, `its memory does not fit the domain's: ${(err as Error).message}`);
+    }
     const devices = await prepareDevices(this.#deviceHost, source, parts.devices);
     const config: DomainConfig = {
       image, name: opts.name ?? d.name, memoryBytes: d.memoryBytes, cmdline: d.cmdline, paused: opts.paused ?? false,
