@@ -4,14 +4,16 @@
  * CPUs (vCPU host threads). Everything is per instance: many hypervisors can
  * live in one process.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { Kernel } from '../kernel/kernel.ts';
+import { Kernel, isDomainName } from '../kernel/kernel.ts';
 import { MAX_DOMID } from '../kernel/kernel.ts';
 import { SHUTDOWN_CODES, isLive } from '../kernel/domain.ts';
 import type { DomainRecord, Phase, ShutdownReason } from '../kernel/domain.ts';
 import {
+  DomainExistsError,
   DomainPhaseError,
   HypervisorClosedError,
   ImageMemoryTooLargeError,
@@ -23,7 +25,7 @@ import { SHUTDOWN_REQUEST_OFFSET, START_INFO_DOMID_OFFSET, writeStartInfo } from
 import { Errno } from '../kernel/errno.ts';
 import { DEFAULT_BVT, bvtParamsProblem } from '../kernel/bvt.ts';
 import type { BvtParams } from '../kernel/bvt.ts';
-import { PvTable, Virq } from '../kernel/pv-table.ts';
+import { PortState, PvTable, Virq } from '../kernel/pv-table.ts';
 import { EventChannels } from '../kernel/evtchn.ts';
 import { GrantTables, viewMemories } from '../kernel/grant.ts';
 import { START_INFO_ADDR } from '../host-bindings/abi.ts';
@@ -40,10 +42,12 @@ import { GuestImage, WASM_PAGE, buildImage } from './loader/image.ts';
 import { FLAGS_MEMORY_PAGES } from './loader/capture.ts';
 import type { CapturedState } from './executor/protocol.ts';
 import { SaveReader, SaveWriter, type SaveSummary } from './save/format.ts';
-import { RestoreError, SaveTimeoutError, SaveUnsupportedError } from './save/errors.ts';
+import { MigrationError, RestoreError, SaveTimeoutError, SaveUnsupportedError } from './save/errors.ts';
+import { DirtyPages, Frame, FrameReader, MIGRATE_PAGE, MIGRATE_PORT, jsonFrame, parseHostPort, writeFrame, type MigrateHello, type MigrateResult } from './save/migrate.ts';
+import { VERSION } from './toolstack/controller.ts';
 import type { SavedPort } from '../kernel/evtchn.ts';
 import type { SavedGrant } from '../kernel/grant.ts';
-import { connectDevices, devicesSaveProblem, exportDevices, prepareDevices, quiesceDevices, type DeviceHost, type PreparedDevices } from './save/devices.ts';
+import { connectDevices, devicesSaveProblem, exportDevices, prepareDevices, quiesceDevices, restorablePorts, type DeviceHost, type PreparedDevices } from './save/devices.ts';
 import { H_VIRQ } from '../kernel/pv-table.ts';
 import { BlockDevices, type OpenedDisk } from '../devices/blk/vbd.ts';
 import type { DiskSpec } from '../devices/blk/disk-spec.ts';
@@ -209,6 +213,10 @@ export class Hypervisor implements AsyncDisposable {
   readonly #epochMs: number;
   readonly #control: DomainControl;
   #closed = false;
+  /** This hypervisor, among all: a save records it, so a restore knows whether the domains it was talking to are the same ones. */
+  readonly instanceId = randomUUID();
+  /** Closers of the migration listeners. */
+  readonly #migrationServers = new Set<() => Promise<void>>();
   /** Domains being saved, migrated or cloned, from their capture until the work is done. */
   readonly #saving = new Set<number>();
   /** Saves waiting for a guest's capture. */
@@ -451,7 +459,7 @@ export class Hypervisor implements AsyncDisposable {
     let peers: Array<{ domid: number; port: number }> = [];
     if (restore) {
       for (const why of this.grants.restoreGrants(record.id, restore.grants, memory.buffer.byteLength)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
-      const ports = this.evtchn.restorePorts(record.id, restore.ports);
+      const ports = this.evtchn.restorePorts(record.id, restore.devices ? restorablePorts(restore.devices, restore.ports) : restore.ports);
       for (const why of ports.lost) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
       peers = ports.peers;
       if (restore.devices) for (const why of connectDevices(this.#deviceHost, record.id, restore.devices)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
@@ -768,7 +776,7 @@ export class Hypervisor implements AsyncDisposable {
     const memory = new Uint8Array(dom.memory!.buffer);
     return {
       domain: {
-        name: rec.name, id: rec.id, gen: this.pv.generation(rec.id), memoryBytes: rec.memoryBytes, memoryLength: memory.length, cmdline: rec.cmdline, image: dom.image.label,
+        name: rec.name, id: rec.id, gen: this.pv.generation(rec.id), host: this.instanceId, memoryBytes: rec.memoryBytes, memoryLength: memory.length, cmdline: rec.cmdline, image: dom.image.label,
         imageId: dom.image.id, sched: this.#sched.get(rec.id) ?? null, onPoweroff: config?.onPoweroff ?? null, onReboot: config?.onReboot ?? null,
         onCrash: config?.onCrash ?? null, cpuTimeNs: this.#cpuNs[rec.id] ?? 0,
         cpu: { entry: state.entry, at: state.at, nowNs: String(state.nowNs), timerNs: String(state.timerNs) },
@@ -840,14 +848,286 @@ export class Hypervisor implements AsyncDisposable {
   }
 
   /**
+   * Migrate a running domain to the wasmvisor listening at `target`
+   * (`HOST[:PORT]`, default port 8002; see listenForMigrations), as `xl
+   * migrate` does: its memory is copied while it runs, in rounds that each
+   * send the pages changed since the last (at most `maxRounds`, default 8,
+   * ending early once a round has at most 256 pages or stops shrinking);
+   * then it is captured as a save captures it, the last changed pages and
+   * its state are sent, and once the target says it runs there it is
+   * destroyed here. Until then it is the source's: a refusal, a failure or
+   * a target that goes away leaves it running here (MigrationError).
+   * With `paused` it arrives paused (`xl migrate -p`).
+   */
+  async migrate(ref: number | string, target: string, opts: {
+    maxRounds?: number; force?: boolean; timeoutMs?: number; paused?: boolean;
+    onProgress?: (p: { round: number; pages: number; bytesSent: number; final: boolean }) => void;
+  } = {}): Promise<MigrateResult> {
+    this.#checkOpen();
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    const id = rec.id;
+    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, 'migrate', rec.phase);
+    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    const unsupported = devicesSaveProblem(this.#deviceHost, id);
+    if (unsupported) throw new SaveUnsupportedError(id, unsupported);
+    let hp: { host: string; port: number };
+    try {
+      hp = parseHostPort(target);
+    } catch (err) {
+      throw new InvalidArgumentError('migration target', (err as Error).message);
+    }
+    const maxRounds = opts.maxRounds ?? 8;
+    if (!(Number.isInteger(maxRounds) && maxRounds >= 1 && maxRounds <= 100)) throw new InvalidArgumentError('migration rounds', `${maxRounds} is not in 1-100`);
+    const where = `${hp.host}:${hp.port}`;
+    if (this.#saving.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
+    this.#saving.add(id);
+    const sock = connect({ host: hp.host, port: hp.port });
+    sock.setNoDelay(true);
+    let captured: CapturedState | undefined;
+    let resumeDevices: (() => void) | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no answer to the connection within 10 s')), 10_000);
+        sock.once('connect', () => { clearTimeout(timer); resolve(); });
+        sock.once('error', (err) => { clearTimeout(timer); reject(new Error(`cannot connect: ${(err as NodeJS.ErrnoException).code ?? err.message}`)); });
+      });
+      const reader = new FrameReader(sock);
+      const answer = async (): Promise<{ type: number; payload: Buffer }> => {
+        const f = await reader.next();
+        if (f.type === Frame.ERROR) {
+          let why = 'it refused';
+          try {
+            why = `it refused: ${(JSON.parse(f.payload.toString('utf8')) as { message: string }).message}`;
+          } catch { /* keep the plain reason */ }
+          throw new Error(why);
+        }
+        return f;
+      };
+      const mem = (): Uint8Array => new Uint8Array(dom.memory!.buffer);
+      const hello: MigrateHello = { protocol: 1, wasmvisor: VERSION, name: rec.name, memoryBytes: rec.memoryBytes, memoryLength: mem().length };
+      const hj = jsonFrame(hello);
+      const hlen = Buffer.alloc(4);
+      hlen.writeUInt32BE(hj.length);
+      await writeFrame(sock, Frame.HELLO, hlen, hj, dom.image.original ?? new Uint8Array(0));
+      if ((await answer()).type !== Frame.ACCEPT) throw new Error('it answered HELLO with something other than ACCEPT');
+      const dirty = new DirtyPages(mem().length);
+      let bytesSent = 0;
+      const send = async (runs: Array<[number, number]>): Promise<number> => {
+        let pages = 0;
+        for (const [off, len] of runs) {
+          const bytes = dirty.take(mem(), off, len);
+          const head = Buffer.alloc(4);
+          head.writeUInt32BE(off);
+          await writeFrame(sock, Frame.PAGES, head, bytes);
+          bytesSent += bytes.length + 9;
+          pages += Math.ceil(len / MIGRATE_PAGE);
+        }
+        return pages;
+      };
+      let rounds = 0;
+      let last = Infinity;
+      while (rounds < maxRounds) {
+        const pages = await send(dirty.scan(mem()));
+        rounds++;
+        opts.onProgress?.({ round: rounds, pages, bytesSent, final: false });
+        if (!isLive(rec.phase)) throw new Error(`the domain stopped (${rec.phase})`);
+        if (pages <= 256 || pages >= last) break;
+        last = pages;
+      }
+      captured = await this.#capture(dom, 'migrate', { ...(opts.force !== undefined ? { force: opts.force } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
+      const t0 = performance.now();
+      resumeDevices = await quiesceDevices(this.#deviceHost, id);
+      const finalPages = await send(dirty.scan(mem()));
+      opts.onProgress?.({ round: rounds + 1, pages: finalPages, bytesSent, final: true });
+      const parts = this.#stateParts(dom, captured);
+      const state = jsonFrame({
+        domain: parts.domain, globals: parts.globals, evtchn: parts.evtchn, grants: parts.grants, devices: parts.devices,
+        stack: Buffer.from(parts.stack).toString('base64'), console: Buffer.from(parts.console).toString('base64'), paused: opts.paused ?? false,
+      });
+      await writeFrame(sock, Frame.STATE, state);
+      bytesSent += state.length + 5;
+      const done = await answer();
+      if (done.type !== Frame.RESULT) throw new Error('it answered STATE with something other than RESULT');
+      const there = JSON.parse(done.payload.toString('utf8')) as { domid: number; name: string };
+      const downtimeMs = performance.now() - t0;
+      this.kernel.log.info(`domain ${id} (${rec.name}) migrated to ${where} as domain ${there.domid}: ${rounds} rounds, ${(bytesSent / MiB).toFixed(1)} MiB sent, ${finalPages} pages and ${downtimeMs.toFixed(1)} ms stopped`);
+      captured = undefined;
+      rec.shutdownReason = 'suspend';
+      await this.destroy(id);
+      return { domid: there.domid, name: there.name, downtimeMs, rounds, bytesSent, memoryBytes: rec.memoryBytes, finalPages };
+    } catch (err) {
+      if (captured) {
+        resumeDevices?.();
+        this.#pool.send(id, { t: 'continue', domid: id, value: captured.at === 'shutdown' ? 1 : 0 });
+      }
+      if (err instanceof SaveTimeoutError || err instanceof SaveUnsupportedError || err instanceof DomainPhaseError) throw err;
+      const e = new MigrationError(id, where, (err as Error).message);
+      this.kernel.log.warn(e.message);
+      throw e;
+    } finally {
+      this.#saving.delete(id);
+      sock.destroy();
+    }
+  }
+
+  /**
+   * Start `n` copies of a running domain from one snapshot (`wv clone`): it
+   * is captured once, as a checkpoint, and goes on running as soon as its
+   * memory is copied; each copy is a new domain (named NAME-1, NAME-2, ...
+   * unless `names` are given) that goes on from the snapshot. The copies
+   * share the original's compiled image; each has its own memory. Domains
+   * with disks or vifs are not cloned (the copies would share the disks
+   * and the network addresses).
+   */
+  async clone(ref: number | string, n: number, opts: { names?: string[]; paused?: boolean; force?: boolean; timeoutMs?: number } = {}): Promise<Domain[]> {
+    this.#checkOpen();
+    if (!(Number.isInteger(n) && n >= 1 && n <= 256)) throw new InvalidArgumentError('clone count', `${n} is not in 1-256`);
+    const dom = this.domain(ref);
+    const rec = dom.record;
+    const id = rec.id;
+    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, 'clone', rec.phase);
+    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    if (this.net.list(id).length > 0 || this.blk.list(id).length > 0) throw new SaveUnsupportedError(id, 'its copies would share its disks and network addresses; only domains without devices are cloned');
+    const names = opts.names ?? Array.from({ length: n }, (_, i) => `${rec.name}-${i + 1}`);
+    if (names.length !== n) throw new InvalidArgumentError('clone names', `${names.length} names for ${n} copies`);
+    for (const name of names) {
+      if (!isDomainName(name)) throw new InvalidArgumentError('domain name', `"${name}" must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+      if (this.kernel.find(name)) throw new DomainExistsError(name);
+    }
+    if (new Set(names).size !== names.length) throw new InvalidArgumentError('clone names', 'a name is given twice');
+    if (n * rec.memoryBytes > this.kernel.budget.freeBytes) {
+      throw new RestoreError(`clone of ${rec.name}`, `${n} copies of ${rec.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free`);
+    }
+    if (this.#saving.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
+    this.#saving.add(id);
+    let parts: SavedParts;
+    let snapshot: Uint8Array;
+    try {
+      const state = await this.#capture(dom, 'clone', { ...(opts.force !== undefined ? { force: opts.force } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
+      try {
+        parts = this.#stateParts(dom, state);
+        snapshot = new Uint8Array(dom.memory!.buffer).slice();
+      } finally {
+        this.#pool.send(id, { t: 'continue', domid: id, value: state.at === 'shutdown' ? 1 : 0 });
+      }
+    } finally {
+      this.#saving.delete(id);
+    }
+    const copies: Domain[] = [];
+    try {
+      for (const name of names) {
+        copies.push(await this.#restoreParts(`clone of ${rec.name}`, parts, { name, newId: true, image: dom.image, ...(opts.paused !== undefined ? { paused: opts.paused } : {}) }, async (memory) => {
+          new Uint8Array(memory.buffer).set(snapshot);
+        }));
+      }
+    } catch (err) {
+      // All or none: the copies made so far go.
+      await Promise.allSettled(copies.map((c) => this.destroy(c.id)));
+      throw err;
+    }
+    this.kernel.log.info(`domain ${id} (${rec.name}) cloned ${n} time(s): ${copies.map((c) => `${c.id} (${c.name})`).join(', ')}`);
+    return copies;
+  }
+
+  /**
+   * Take domains migrated here by other wasmvisors (`wv boot -b
+   * migrate_listen=[ADDR:]PORT`; default 127.0.0.1:8002). Port 0 picks a
+   * free port. Resolves once listening.
+   */
+  async listenForMigrations(opts: { host?: string; port?: number } = {}): Promise<{ host: string; port: number; close(): Promise<void> }> {
+    this.#checkOpen();
+    const host = opts.host ?? '127.0.0.1';
+    const sockets = new Set<Socket>();
+    const server = createServer((sock) => {
+      sockets.add(sock);
+      sock.on('close', () => sockets.delete(sock));
+      sock.on('error', () => {});
+      void this.#receiveMigration(sock).finally(() => sock.end());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new InvalidArgumentError('migration listener', `cannot listen on ${host}:${opts.port ?? MIGRATE_PORT}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+      server.listen(opts.port ?? MIGRATE_PORT, host, () => resolve());
+    });
+    const port = (server.address() as AddressInfo).port;
+    const close = async (): Promise<void> => {
+      this.#migrationServers.delete(close);
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    };
+    this.#migrationServers.add(close);
+    this.kernel.log.info(`listening for migrations on ${host}:${port}`);
+    return { host, port, close };
+  }
+
+  /** One incoming migration: HELLO, pages, STATE; the domain is created only at the end. */
+  async #receiveMigration(sock: Socket): Promise<void> {
+    const from = `migration from ${sock.remoteAddress}:${sock.remotePort}`;
+    const reader = new FrameReader(sock);
+    let name = '?';
+    try {
+      const first = await reader.next();
+      if (first.type !== Frame.HELLO || first.payload.length < 4) throw new Error('it did not begin with HELLO');
+      const hl = first.payload.readUInt32BE(0);
+      if (4 + hl > first.payload.length) throw new Error('its HELLO is cut short');
+      const hello = JSON.parse(first.payload.subarray(4, 4 + hl).toString('utf8')) as MigrateHello;
+      const imageBytes = new Uint8Array(first.payload.subarray(4 + hl));
+      if (typeof hello !== 'object' || hello === null || hello.protocol !== 1) throw new Error(`it speaks migration protocol ${JSON.stringify((hello as { protocol?: unknown })?.protocol)}, this wasmvisor ${VERSION} speaks 1`);
+      if (typeof hello.name !== 'string' || !Number.isSafeInteger(hello.memoryBytes) || hello.memoryBytes <= 0 || hello.memoryBytes % WASM_PAGE !== 0
+        || !Number.isSafeInteger(hello.memoryLength) || hello.memoryLength <= 0 || hello.memoryLength > hello.memoryBytes || hello.memoryLength % WASM_PAGE !== 0) {
+        throw new Error('its HELLO is malformed');
+      }
+      name = hello.name;
+      if (this.kernel.find(hello.name)) throw new Error(`a domain named "${hello.name}" exists here`);
+      if (hello.memoryBytes > this.kernel.budget.freeBytes) throw new Error(`its ${hello.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free here`);
+      const image = await this.loadImage(imageBytes).catch((err: unknown) => { throw new Error(`its guest image does not load here: ${(err as Error).message}`); });
+      if (!image.capture.saveable) throw new Error(`its guest image cannot be resumed here: ${image.capture.why}`);
+      if (hello.memoryLength / WASM_PAGE > image.maxPages) throw new Error(`its memory (${hello.memoryLength} bytes) is larger than its image allows`);
+      const memory = new WebAssembly.Memory({ initial: hello.memoryLength / WASM_PAGE, maximum: Math.min(hello.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
+      await writeFrame(sock, Frame.ACCEPT);
+      this.kernel.log.info(`${from}: receiving ${hello.name} (${hello.memoryBytes / MiB} MiB)`);
+      for (;;) {
+        const f = await reader.next();
+        if (f.type === Frame.PAGES) {
+          if (f.payload.length < 4) throw new Error('a PAGES frame is cut short');
+          const off = f.payload.readUInt32BE(0);
+          const data = f.payload.subarray(4);
+          if (off % MIGRATE_PAGE !== 0 || off + data.length > hello.memoryBytes) throw new Error(`pages at ${off} (${data.length} bytes) are outside its memory`);
+          const have = memory.buffer.byteLength;
+          if (off + data.length > have) memory.grow(Math.ceil((off + data.length - have) / WASM_PAGE));
+          new Uint8Array(memory.buffer).set(data, off);
+        } else if (f.type === Frame.STATE) {
+          const st = JSON.parse(f.payload.toString('utf8')) as Record<string, unknown>;
+          if (typeof st !== 'object' || st === null || typeof st.stack !== 'string' || typeof st.console !== 'string') throw new Error('its STATE is malformed');
+          const parts: SavedParts = {
+            domain: st.domain, image: imageBytes, globals: st.globals, stack: new Uint8Array(Buffer.from(st.stack, 'base64')),
+            evtchn: st.evtchn, grants: st.grants ?? [], devices: st.devices ?? { vbds: [], vifs: [] }, console: new Uint8Array(Buffer.from(st.console, 'base64')),
+          };
+          if ((parts.domain as { name?: unknown })?.name !== hello.name) throw new Error('its STATE names another domain than its HELLO');
+          const dom = await this.#restoreParts(from, parts, { memory, paused: st.paused === true }, async () => {});
+          await writeFrame(sock, Frame.RESULT, jsonFrame({ domid: dom.id, name: dom.name }));
+          this.kernel.log.info(`domain ${dom.id} (${dom.name}) arrived by ${from}`);
+          return;
+        } else {
+          throw new Error(`it sent frame type ${f.type} where pages or the state were due`);
+        }
+      }
+    } catch (err) {
+      const message = (err as Error).message;
+      this.kernel.log.warn(`${from} (${name}) abandoned: ${message}`);
+      if (!sock.destroyed) await writeFrame(sock, Frame.ERROR, jsonFrame({ message, code: (err as { code?: string }).code ?? 'WV_ERR_MIGRATE' })).catch(() => {});
+    }
+  }
+
+  /**
    * Check what a save holds (from a file, a migration stream or a clone's
    * snapshot: `source` names it in errors), make the domain's memory, let
    * `fill` write it, and create the domain. It keeps its id (and the
    * connections other domains hold to it) when the id is free.
    */
-  async #restoreParts(source: string, parts: SavedParts, opts: { name?: string; paused?: boolean; newId?: boolean }, fill: (memory: WebAssembly.Memory) => Promise<void>): Promise<Domain> {
+  async #restoreParts(source: string, parts: SavedParts, opts: { name?: string; paused?: boolean; newId?: boolean; memory?: WebAssembly.Memory; image?: GuestImage }, fill: (memory: WebAssembly.Memory) => Promise<void>): Promise<Domain> {
     const d = parts.domain as {
-      name: string; id?: number; gen?: number; memoryBytes: number; memoryLength: number; cmdline: string; image: string; sched: BvtParams | null;
+      name: string; id?: number; gen?: number; host?: string; memoryBytes: number; memoryLength: number; cmdline: string; image: string; sched: BvtParams | null;
       onPoweroff: ExitAction | null; onReboot: ExitAction | null; onCrash: ExitAction | null;
       cpu: { entry: number; at: CapturedState['at']; nowNs: string; timerNs: string };
     };
@@ -873,8 +1153,8 @@ export class Hypervisor implements AsyncDisposable {
     if (d.memoryBytes > this.kernel.budget.freeBytes) {
       throw new RestoreError(source, `its ${d.memoryBytes / MiB} MiB do not fit: ${Math.floor(this.kernel.budget.freeBytes / MiB)} MiB are free`);
     }
-    if (parts.image.length === 0) throw new RestoreError(source, 'it holds no guest image');
-    const image = await this.loadImage(parts.image).catch((err: unknown) => {
+    if (!opts.image && parts.image.length === 0) throw new RestoreError(source, 'it holds no guest image');
+    const image = await this.loadImage(opts.image ?? parts.image).catch((err: unknown) => {
       throw new RestoreError(source, `its guest image does not load: ${(err as Error).message}`);
     });
     if (!image.capture.saveable) throw new RestoreError(source, `its guest image cannot be resumed here: ${image.capture.why}`);
@@ -904,9 +1184,9 @@ export class Hypervisor implements AsyncDisposable {
       return n;
     });
     if (d.cpu.entry < 0 || d.cpu.entry >= image.entries.length) bad('cpu.entry');
-    const ports = parts.evtchn as SavedPort[];
+    let ports = parts.evtchn as SavedPort[];
     if (!Array.isArray(ports)) bad('evtchn');
-    const grants = parts.grants as SavedGrant[];
+    let grants = parts.grants as SavedGrant[];
     if (!Array.isArray(grants)) throw new RestoreError(source, 'its grants section is not a list');
     let nowNs: bigint;
     let timerNs: bigint;
@@ -918,10 +1198,21 @@ export class Hypervisor implements AsyncDisposable {
     }
     if (nowNs < 0n || nowNs >= 1n << 62n || timerNs < 0n || timerNs >= 1n << 62n) bad('cpu clock');
     let memory: WebAssembly.Memory;
-    try {
-      memory = new WebAssembly.Memory({ initial: d.memoryLength / WASM_PAGE, maximum: Math.min(d.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
-    } catch (err) {
-      throw new HostMemoryError(d.memoryBytes, (err as Error).message);
+    if (opts.memory) {
+      memory = opts.memory;
+      const have = memory.buffer.byteLength;
+      if (have > d.memoryLength) throw new RestoreError(source, `its memory holds ${have} bytes, its domain record says ${d.memoryLength}`);
+      try {
+        if (have < d.memoryLength) memory.grow((d.memoryLength - have) / WASM_PAGE);
+      } catch (err) {
+        throw new RestoreError(source, `its memory cannot grow to ${d.memoryLength} bytes: ${(err as Error).message}`);
+      }
+    } else {
+      try {
+        memory = new WebAssembly.Memory({ initial: d.memoryLength / WASM_PAGE, maximum: Math.min(d.memoryBytes / WASM_PAGE, image.maxPages), shared: true });
+      } catch (err) {
+        throw new HostMemoryError(d.memoryBytes, (err as Error).message);
+      }
     }
     try {
       await fill(memory);
@@ -936,7 +1227,20 @@ export class Hypervisor implements AsyncDisposable {
       ...(d.sched ? { sched: toSettings(d.sched) } : {}),
       ...(d.onPoweroff ? { onPoweroff: d.onPoweroff } : {}), ...(d.onReboot ? { onReboot: d.onReboot } : {}), ...(d.onCrash ? { onCrash: d.onCrash } : {}),
     };
-    const keep = !opts.newId && Number.isInteger(d.id) && (d.id as number) > 0 ? { id: d.id as number, gen: Number.isInteger(d.gen) ? d.gen as number : -1 } : undefined;
+    // Generations, ports and grants name other domains of the host that saved it: on another host they name strangers.
+    const sameHost = d.host === this.instanceId;
+    const keep = !opts.newId && Number.isInteger(d.id) && (d.id as number) > 0 ? { id: d.id as number, gen: sameHost && Number.isInteger(d.gen) ? d.gen as number : -1 } : undefined;
+    if (!sameHost) {
+      // A device channel's other end is domain 0, which every host has: connectDevices joins it to the new backend.
+      const strangers = ports.filter((p) => typeof p === 'object' && p !== null && (p.state === PortState.INTERDOMAIN || p.state === PortState.UNBOUND) && !(p.remote === 0 && devices.channelPorts.has(p.port)));
+      for (const p of strangers) this.kernel.log.warn(`${source}: port ${p.port} was ${p.state === PortState.INTERDOMAIN ? 'connected to' : 'offered to'} domain ${p.remote} of the host that saved it; it is not brought back here`);
+      ports = ports.filter((p) => !strangers.includes(p));
+      grants = grants.filter((g) => {
+        if (typeof g === 'object' && g !== null && g.grantee === 0) return true;
+        this.kernel.log.warn(`${source}: grant ${g?.gref} was to domain ${g?.grantee} of the host that saved it; it is not brought back here`);
+        return false;
+      });
+    }
     try {
       return this.#createFromImage(image, config, devices.disks, {
         memory, ports, grants, console: parts.console, ...(keep ? { keep } : {}), devices,
@@ -1119,6 +1423,7 @@ export class Hypervisor implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await Promise.allSettled([...this.#migrationServers].map((close) => close()));
     await this.#pool.close();
     for (const dom of [...this.#domains.values()]) {
       if (this.kernel.find(dom.id)) this.#release(dom, { reason: 'destroyed' });

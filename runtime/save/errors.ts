@@ -87,3 +87,13 @@ export class RestoreError extends WvError {
     super('WV_ERR_RESTORE', `cannot restore ${path}: ${detail}`);
   }
 }
+
+/** A live migration failed: the target refused, failed or went away. The domain keeps running on the source. */
+export class MigrationError extends WvError {
+  /** HOST:PORT of the other wasmvisor. */
+  readonly target: string;
+  constructor(domid: number, target: string, detail: string) {
+    super('WV_ERR_MIGRATE', `domain ${domid} was not migrated to ${target}: ${detail}; it keeps running here`);
+    this.target = target;
+  }
+}
