@@ -31,13 +31,29 @@ export function stateDir(cmd: Command): string {
 }
 
 /** Send one action to the daemon and return its result. */
-export async function call<A extends Action>(cmd: Command, action: A): Promise<Results[A['op']]> {
+export async function call<A extends Action>(cmd: Command, action: A, progress?: (p: { what: string; done: number; total?: number }) => void): Promise<Results[A['op']]> {
   const client = await ToolstackClient.connect(stateDir(cmd));
   try {
-    return await client.request(action);
+    return await client.request(action, progress);
   } finally {
     client.close();
   }
+}
+
+/**
+ * Progress of long work on stderr, at most a line a second (work that ends
+ * within a second prints none): `wv save: memory written 512/1024 MiB (50%)`.
+ */
+function progressLine(command: string): (p: { what: string; done: number; total?: number }) => void {
+  let last = performance.now();
+  return (p) => {
+    const now = performance.now();
+    if (now - last < 1000) return;
+    last = now;
+    const mib = (n: number): string => (n / (1024 * 1024)).toFixed(0);
+    const amount = p.what.includes('pages') ? `${p.done}` : p.total ? `${mib(p.done)}/${mib(p.total)} MiB (${Math.floor((p.done / p.total) * 100)}%)` : `${mib(p.done)} MiB`;
+    process.stderr.write(`wv ${command}: ${p.what} ${amount}\n`);
+  };
 }
 
 function out(json: boolean | undefined, value: unknown, text: () => string): void {
@@ -119,7 +135,7 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
   program.command('boot')
     .description('start the toolstack daemon: a hypervisor in the background, driven through a control socket')
     .option('--foreground', 'run in this process instead of detaching')
-    .option('-b, --boot <options>', 'hypervisor boot line: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS, nat, nat_allow=LIST')
+    .option('-b, --boot <options>', 'hypervisor boot line: nosmp, maxcpus=N, dom0_mem=SIZE, watchdog, watchdog_timeout=S, slice=MS, nat, nat_allow=LIST, migrate_listen=[ADDR:]PORT')
     .action(async (opts: { foreground?: boolean; boot?: string }, cmd: Command) => boot(opts, stateDir(cmd)));
 
   program.command('shutdown-host')
@@ -229,7 +245,7 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
     .action(async (dom: string, file: string, opts: { checkpoint?: boolean; force?: boolean; timeout: string; json?: boolean }, cmd: Command) => {
       const secs = Number(opts.timeout);
       if (!(secs > 0)) throw new InvalidArgumentError(`timeout "${opts.timeout}"`, 'expected a positive number of seconds');
-      const r = await call(cmd, { op: 'save', dom: domArg(dom), file: resolve(file), checkpoint: opts.checkpoint ?? false, force: opts.force ?? false, timeoutMs: Math.round(secs * 1000) });
+      const r = await call(cmd, { op: 'save', dom: domArg(dom), file: resolve(file), checkpoint: opts.checkpoint ?? false, force: opts.force ?? false, timeoutMs: Math.round(secs * 1000) }, progressLine('save'));
       out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) saved to ${r.path}: ${r.bytes} bytes (${r.rawBytes} raw) in ${r.ms} ms${r.checkpoint ? '; it goes on running' : ''}\n`);
     });
 
@@ -239,8 +255,36 @@ export function addToolstackCommands(program: Command, resolveImage: (s: string)
     .option('-p, --paused', 'restore it paused')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, opts: { name?: string; paused?: boolean; json?: boolean }, cmd: Command) => {
-      const r = await call(cmd, { op: 'restore', file: resolve(file), ...(opts.name ? { name: opts.name } : {}), paused: opts.paused ?? false });
+      const r = await call(cmd, { op: 'restore', file: resolve(file), ...(opts.name ? { name: opts.name } : {}), paused: opts.paused ?? false }, progressLine('restore'));
       out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) restored from ${r.path}\n`);
+    });
+
+  program.command('migrate').description('move a running domain to another wasmvisor while it runs (xl migrate); the other daemon listens with wv boot -b migrate_listen=PORT')
+    .argument('<domain>', 'id or name').argument('<host>', 'the other wasmvisor: HOST or HOST:PORT (default port 8002)')
+    .option('-p, --paused', 'leave it paused on the other host')
+    .option('-f, --force', 'if it does not suspend in time, capture it at its next block or yield')
+    .option('-t, --timeout <seconds>', 'how long the guest may take to suspend for the last copy', '10')
+    .option('-r, --rounds <n>', 'at most this many copy rounds while it runs', '8')
+    .option('--json', 'print the result as JSON')
+    .action(async (dom: string, host: string, opts: { paused?: boolean; force?: boolean; timeout: string; rounds: string; json?: boolean }, cmd: Command) => {
+      const secs = Number(opts.timeout);
+      if (!(secs > 0)) throw new InvalidArgumentError(`timeout "${opts.timeout}"`, 'expected a positive number of seconds');
+      const rounds = Number(opts.rounds);
+      if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 100)) throw new InvalidArgumentError(`rounds "${opts.rounds}"`, 'expected a whole number in 1-100');
+      const r = await call(cmd, { op: 'migrate', dom: domArg(dom), target: host, paused: opts.paused ?? false, force: opts.force ?? false, timeoutMs: Math.round(secs * 1000), maxRounds: rounds }, progressLine('migrate'));
+      out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) migrated to ${r.target} as domain ${r.remoteId}: ${r.rounds} round(s), ${(r.bytesSent / (1024 * 1024)).toFixed(1)} MiB sent, downtime ${r.downtimeMs.toFixed(1)} ms (${r.finalPages} pages copied while stopped)\n`);
+    });
+
+  program.command('clone').description('start N copies of a running domain from one snapshot of it; it goes on running')
+    .argument('<domain>', 'id or name').argument('<n>', 'how many copies (1-256)')
+    .option('--names <list>', 'the copies\' names, joined by commas (default NAME-1, NAME-2, ...)')
+    .option('-p, --paused', 'create the copies paused')
+    .option('--json', 'print the result as JSON')
+    .action(async (dom: string, n: string, opts: { names?: string; paused?: boolean; json?: boolean }, cmd: Command) => {
+      const count = Number(n);
+      if (!(Number.isInteger(count) && count >= 1 && count <= 256)) throw new InvalidArgumentError(`count "${n}"`, 'expected a whole number in 1-256');
+      const r = await call(cmd, { op: 'clone', dom: domArg(dom), count, ...(opts.names ? { names: opts.names.split(',') } : {}), paused: opts.paused ?? false });
+      out(opts.json, r, () => `wv: domain ${r.id} (${r.name}) cloned ${r.copies.length} time(s) in ${r.ms} ms (${r.msPerCopy.toFixed(1)} ms each): ${r.copies.map((c) => `${c.id} (${c.name})`).join(', ')}\n`);
     });
 
   program.command('destroy').description('kill a domain at once and free its memory').argument('<domain>', 'id or name')

@@ -29,6 +29,9 @@ t.test('a bad boot option is refused with its name and the reason', async (t) =>
     ['nat_allow', /nat_allow: it needs a list/],
     ['nat_allow=10.0.0.0/8,example.com', /NAT allow "example\.com"/],
     ['nat_allow=10.0.0.1:70000', /NAT allow "10\.0\.0\.1:70000"/],
+    ['migrate_listen', /migrate_listen: "" is not \[ADDR:\]PORT/],
+    ['migrate_listen=99999', /migrate_listen: "99999" is not \[ADDR:\]PORT/],
+    ['migrate_listen=example.com:8002', /migrate_listen: "example\.com:8002"/],
   ];
   for (const [line, why] of bad) t.throws(() => parseBootOptions(line, 8), { code: 'WV_ERR_INVALID_ARGUMENT', message: why }, line);
   t.throws(() => new Hypervisor({ boot: 'nosmp bogus' }), { message: /"bogus" is not known/ }, 'the constructor refuses it too');
@@ -37,6 +40,12 @@ t.test('a bad boot option is refused with its name and the reason', async (t) =>
 t.test('nat and nat_allow: the gateway at boot and the host addresses guests may reach', async (t) => {
   t.same(parseBootOptions('nat nat_allow=127.0.0.0/8,10.1.2.3:80', 8), { nat: true, natAllow: ['127.0.0.0/8', '10.1.2.3:80'] });
   t.same(parseBootOptions('nat_allow=none', 8), { natAllow: [] });
+});
+
+t.test('migrate_listen: where the daemon takes migrated domains', async (t) => {
+  t.same(parseBootOptions('migrate_listen=8002', 8), { migrateListen: { host: '127.0.0.1', port: 8002 } });
+  t.same(parseBootOptions('migrate_listen=0.0.0.0:9000', 8), { migrateListen: { host: '0.0.0.0', port: 9000 } });
+  t.same(parseBootOptions('migrate_listen=[::1]:9000', 8), { migrateListen: { host: '::1', port: 9000 } });
 });
 
 t.test('explicit options win over the boot line', async (t) => {

@@ -16,6 +16,7 @@
  * | `slice=MS` | the BVT time slice, ms (as `cpu_bvtslice`) |
  * | `nat` | put the NAT gateway on the switch at boot |
  * | `nat_allow=LIST` | host addresses guests may reach through NAT: `a.b.c.d[/bits][:port]` entries joined by commas, or `none` (default 127.0.0.0/8) |
+ * | `migrate_listen=[ADDR:]PORT` | take domains migrated here by other wasmvisors on that TCP port (address default 127.0.0.1; Xen's relocation server) |
  */
 import { InvalidArgumentError } from '../kernel/errors.ts';
 import type { HypervisorOptions } from './hypervisor.ts';
@@ -69,8 +70,15 @@ export function parseBootOptions(line: string, available: number): HypervisorOpt
         opts.natAllow = value === 'none' ? [] : value.split(',');
         opts.natAllow.forEach(parseAllow);
         break;
+      case 'migrate_listen': {
+        const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):)?(\d{1,5})$/.exec(value ?? '');
+        const port = m ? Number(m[2]) : NaN;
+        if (!m || !(port >= 0 && port <= 65535)) throw new InvalidArgumentError('boot option migrate_listen', `"${value ?? ''}" is not [ADDR:]PORT, as in migrate_listen=8002 or migrate_listen=0.0.0.0:8002`);
+        opts.migrateListen = { host: (m[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+        break;
+      }
       default:
-        throw new InvalidArgumentError('boot option', `"${word}" is not known (known: nosmp, maxcpus=, dom0_mem=, watchdog, watchdog_timeout=, sched=bvt, slice=, nat, nat_allow=)`);
+        throw new InvalidArgumentError('boot option', `"${word}" is not known (known: nosmp, maxcpus=, dom0_mem=, watchdog, watchdog_timeout=, sched=bvt, slice=, nat, nat_allow=, migrate_listen=)`);
     }
   }
   if (watchdog) opts.watchdogMs = Math.round(watchdogS * 1000);

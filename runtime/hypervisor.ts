@@ -82,6 +82,8 @@ interface RestoreInput {
 }
 
 export interface HypervisorOptions {
+  /** Where the daemon takes migrated domains (boot option `migrate_listen`); a Hypervisor itself listens only when listenForMigrations is called. */
+  migrateListen?: { host: string; port: number };
   /** Host memory the hypervisor may use, bytes. Default: the machine's total memory. */
   memoryBytes?: number;
   /** Memory reserved for the host (domain 0), bytes: Xen's `dom0_mem`. Default: 1 GiB or 1/8 of memoryBytes, whichever is less. */
@@ -213,6 +215,8 @@ export class Hypervisor implements AsyncDisposable {
   readonly #epochMs: number;
   readonly #control: DomainControl;
   #closed = false;
+  /** Where the daemon should take migrated domains (boot option `migrate_listen`), if anywhere. */
+  readonly migrateListen: { host: string; port: number } | undefined;
   /** This hypervisor, among all: a save records it, so a restore knows whether the domains it was talking to are the same ones. */
   readonly instanceId = randomUUID();
   /** Closers of the migration listeners. */
@@ -231,6 +235,7 @@ export class Hypervisor implements AsyncDisposable {
     }
     opts.natAllow?.forEach(parseAllow); // before anything is set up: a bad entry leaves nothing behind
     this.#watchdogMs = opts.watchdogMs;
+    this.migrateListen = opts.migrateListen;
     const total = opts.memoryBytes ?? os.totalmem();
     const dom0 = opts.dom0MemoryBytes ?? Math.min(1024 * MiB, Math.floor(total / 8));
     const cpus = opts.cpus ?? os.availableParallelism();

@@ -31,7 +31,7 @@ export class ToolstackClient {
   readonly #sock: net.Socket;
   #buf = '';
   #next = 1;
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: ((p: { what: string; done: number; total?: number }) => void) | undefined }>();
   #closedWith: Error | undefined;
   /** Set while a console is attached: raw bytes go here instead of the response parser. */
   #raw: ((b: Buffer) => void) | undefined;
@@ -85,6 +85,10 @@ export class ToolstackClient {
       }
       const w = this.#waiting.get(res.id) ?? (res.id === 0 ? [...this.#waiting.values()][0] : undefined);
       if (!w) continue;
+      if ('progress' in res) {
+        w.progress?.(res.progress);
+        continue;
+      }
       this.#waiting.delete(res.id);
       if (res.ok) w.resolve(res.result);
       else w.reject(new RemoteError(res.error.code, res.error.message));
@@ -101,11 +105,12 @@ export class ToolstackClient {
     }
   }
 
-  request<A extends Action>(action: A): Promise<Results[A['op']]> {
+  /** Send one action; `progress` hears the progress lines long work sends before its result. */
+  request<A extends Action>(action: A, progress?: (p: { what: string; done: number; total?: number }) => void): Promise<Results[A['op']]> {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
       this.#sock.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, action })}\n`);
     });
   }

@@ -30,7 +30,7 @@ const OPS: readonly Op[] = [
   'store-ls', 'store-read', 'store-write', 'store-rm',
   'block-attach', 'block-detach', 'block-list',
   'network-attach', 'network-detach', 'network-list', 'vif-addip', 'vif-rate',
-  'nat-forward', 'nat-list', 'nat-enable', 'nat-unforward', 'nat-allow', 'save', 'restore',
+  'nat-forward', 'nat-list', 'nat-enable', 'nat-unforward', 'nat-allow', 'save', 'restore', 'migrate', 'clone',
   'vd-create', 'vd-list', 'vd-delete', 'vd-resize', 'vd-snapshot',
 ];
 
@@ -232,6 +232,29 @@ export function parseAction(v: unknown): Action {
       if (paused !== undefined) a.paused = paused as boolean;
       return a;
     }
+    case 'migrate': {
+      const a: Action = { op: 'migrate', dom: domRef(o), target: field(o, 'target', 'string', false) as string };
+      for (const k of ['paused', 'force'] as const) {
+        const v = field(o, k, 'boolean', true);
+        if (v !== undefined) a[k] = v as boolean;
+      }
+      const t = wholeNumber(o, 'timeoutMs', 3_600_000);
+      if (t !== undefined) a.timeoutMs = t;
+      const r = wholeNumber(o, 'maxRounds', 100);
+      if (r !== undefined) a.maxRounds = r;
+      return a;
+    }
+    case 'clone': {
+      const a: Action = { op: 'clone', dom: domRef(o), count: wholeNumber(o, 'count', 256) ?? 0 };
+      const names = o.names;
+      if (names !== undefined) {
+        if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new InvalidArgumentError('names', 'must be a list of strings');
+        a.names = names as string[];
+      }
+      const paused = field(o, 'paused', 'boolean', true);
+      if (paused !== undefined) a.paused = paused as boolean;
+      return a;
+    }
     case 'nat-unforward': {
       const a: Extract<Action, { op: 'nat-unforward' }> = { op: 'nat-unforward', port: wholeNumber(o, 'port', 65535) ?? 0 };
       return hostAndProtocol(o, a);
@@ -339,11 +362,12 @@ export class Controller {
   }
 
   /** Carry out one action (already checked by `parseAction` if it came from outside). */
-  async handle<A extends Action>(action: A): Promise<Results[A['op']]> {
-    return (await this.#handle(action)) as Results[A['op']];
+  /** Carry out one action; `progress` hears how far long work (save, restore, migrate) is. */
+  async handle<A extends Action>(action: A, progress?: (p: { what: string; done: number; total?: number }) => void): Promise<Results[A['op']]> {
+    return (await this.#handle(action, progress)) as Results[A['op']];
   }
 
-  async #handle(a: Action): Promise<Results[Op]> {
+  async #handle(a: Action, progress?: (p: { what: string; done: number; total?: number }) => void): Promise<Results[Op]> {
     const hv = this.hv;
     switch (a.op) {
       case 'create': {
@@ -368,12 +392,35 @@ export class Controller {
       case 'destroy': { const d = hv.domain(a.dom); const r = { id: d.id, name: d.name }; await d.destroy(); return r; }
       case 'save': {
         const t0 = performance.now();
-        const r = await hv.save(hv.domain(a.dom).id, a.file, { checkpoint: a.checkpoint ?? false, force: a.force ?? false, ...(a.timeoutMs ? { timeoutMs: a.timeoutMs } : {}) });
+        const r = await hv.save(hv.domain(a.dom).id, a.file, {
+          checkpoint: a.checkpoint ?? false, force: a.force ?? false, ...(a.timeoutMs ? { timeoutMs: a.timeoutMs } : {}),
+          ...(progress ? { onProgress: (done: number, total: number | undefined) => progress({ what: 'memory written', done, ...(total !== undefined ? { total } : {}) }) } : {}),
+        });
         return { id: r.domid, name: r.name, path: r.path, bytes: r.bytes, rawBytes: r.rawBytes, sha256: r.sha256, checkpoint: a.checkpoint ?? false, ms: Math.round(performance.now() - t0) };
       }
       case 'restore': {
-        const d = await hv.restore(a.file, { ...(a.name ? { name: a.name } : {}), paused: a.paused ?? false });
+        const d = await hv.restore(a.file, {
+          ...(a.name ? { name: a.name } : {}), paused: a.paused ?? false,
+          ...(progress ? { onProgress: (done: number, total: number) => progress({ what: 'memory read', done, total }) } : {}),
+        });
         return { id: d.id, name: d.name, path: a.file };
+      }
+      case 'migrate': {
+        const t0 = performance.now();
+        const d = hv.domain(a.dom);
+        const r = await hv.migrate(d.id, a.target, {
+          ...(a.paused !== undefined ? { paused: a.paused } : {}), ...(a.force !== undefined ? { force: a.force } : {}),
+          ...(a.timeoutMs ? { timeoutMs: a.timeoutMs } : {}), ...(a.maxRounds ? { maxRounds: a.maxRounds } : {}),
+          ...(progress ? { onProgress: (p: { round: number; pages: number; bytesSent: number; final: boolean }) => progress({ what: p.final ? 'stop-and-copy pages' : `round ${p.round} pages`, done: p.pages }) } : {}),
+        });
+        return { id: d.id, name: r.name, target: a.target, remoteId: r.domid, downtimeMs: r.downtimeMs, rounds: r.rounds, bytesSent: r.bytesSent, memoryBytes: r.memoryBytes, finalPages: r.finalPages, ms: Math.round(performance.now() - t0) };
+      }
+      case 'clone': {
+        const t0 = performance.now();
+        const d = hv.domain(a.dom);
+        const copies = await hv.clone(d.id, a.count, { ...(a.names ? { names: a.names } : {}), ...(a.paused !== undefined ? { paused: a.paused } : {}) });
+        const ms = performance.now() - t0;
+        return { id: d.id, name: d.name, copies: copies.map((c) => ({ id: c.id, name: c.name })), ms: Math.round(ms), msPerCopy: ms / copies.length };
       }
       case 'rename': {
         const rec = hv.kernel.rename(hv.domain(a.dom).id, a.name);

@@ -82,6 +82,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
   });
   chmodSync(sock, 0o600);
+  if (hv.migrateListen) {
+    try {
+      await hv.listenForMigrations(hv.migrateListen);
+    } catch (err) {
+      server.close();
+      await hv.close();
+      rmSync(sock, { force: true });
+      throw err;
+    }
+  }
   writeFileSync(pidFile, `${process.pid}\n`);
   hv.kernel.log.info(`toolstack daemon listening on ${sock} (pid ${process.pid}, protocol ${PROTOCOL_VERSION})`);
 
@@ -153,7 +163,7 @@ function serve(controller: Controller, conn: net.Socket): void {
         followConsoles(controller, conn, id);
         return;
       }
-      controller.handle(action).then(
+      controller.handle(action, (progress) => { if (!conn.destroyed) conn.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, progress })}\n`); }).then(
         (result) => send({ v: PROTOCOL_VERSION, id, ok: true, result }),
         (err: unknown) => send({ v: PROTOCOL_VERSION, id, ok: false, error: errorOf(err) }),
       );

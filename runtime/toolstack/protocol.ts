@@ -38,6 +38,10 @@ export type Action =
   /** Save a domain to `file` (absolute, on the daemon's host); restore one from it. */
   | { op: 'save'; dom: DomRef; file: string; checkpoint?: boolean; force?: boolean; timeoutMs?: number }
   | { op: 'restore'; file: string; name?: string; paused?: boolean }
+  /** Live-migrate a domain to the wasmvisor at HOST[:PORT] (xl migrate); progress lines come before the result. */
+  | { op: 'migrate'; dom: DomRef; target: string; paused?: boolean; force?: boolean; timeoutMs?: number; maxRounds?: number }
+  /** Start N copies of a running domain from one snapshot. */
+  | { op: 'clone'; dom: DomRef; count: number; names?: string[]; paused?: boolean }
   | { op: 'destroy'; dom: DomRef }
   | { op: 'rename'; dom: DomRef; name: string }
   | { op: 'uptime'; dom?: DomRef }
@@ -113,6 +117,8 @@ export interface Results {
   destroy: { id: number; name: string };
   save: { id: number; name: string; path: string; bytes: number; rawBytes: number; sha256: string; checkpoint: boolean; ms: number };
   restore: { id: number; name: string; path: string };
+  migrate: { id: number; name: string; target: string; remoteId: number; downtimeMs: number; rounds: number; bytesSent: number; memoryBytes: number; finalPages: number; ms: number };
+  clone: { id: number; name: string; copies: Array<{ id: number; name: string }>; ms: number; msPerCopy: number };
   rename: DomainInfo;
   uptime: UptimeRow[];
   pin: { id: number; cpu: number | undefined; pinned: number; effective: 'now' | 'next-start' };
@@ -150,4 +156,6 @@ export interface Results {
 export interface Request { v: number; id: number; action: Action }
 export type Response =
   | { v: number; id: number; ok: true; result: unknown }
+  /** Long work (save, restore, migrate) reports how far it is before its result: `done` of `total` (bytes, or pages for a migration round). */
+  | { v: number; id: number; progress: { what: string; done: number; total?: number } }
   | { v: number; id: number; ok: false; error: { code: string; message: string } };

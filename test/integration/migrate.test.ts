@@ -174,3 +174,49 @@ t.test('clone: three copies of a running ticker go on from one snapshot; the ori
   t.match(await rejection(hv.clone('orig', 100, { names: Array.from({ length: 100 }, (_, i) => `c${i}`) })), { code: 'WV_ERR_RESTORE', message: /100 copies of 2 MiB do not fit: \d+ MiB are free/ });
   t.same(hv.list().length, 5, 'the refused clones made nothing');
 });
+
+t.test('wv migrate between two toolstack daemons on loopback, and wv clone', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const { mkdtempSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { createServer } = await import('node:net');
+  const wvPath = fileURLToPath(new URL('../../cli/wv.ts', import.meta.url));
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+  const daemon = (name: string) => {
+    const state = mkdtempSync(join(tmpdir(), `wv-mig-${name}-`));
+    const wv = (...args: string[]) => spawnSync(process.execPath, [wvPath, '--state-dir', state, ...args], { encoding: 'utf8', timeout: 60_000, cwd: state });
+    t.teardown(() => { if (existsSync(join(state, 'wv.sock'))) wv('shutdown-host', '--timeout', '1'); });
+    return wv;
+  };
+  const a = daemon('a');
+  const b = daemon('b');
+  t.equal(a('boot').status, 0);
+  const bb = b('boot', '-b', `migrate_listen=${port}`);
+  t.equal(bb.status, 0, bb.stderr);
+  t.match(b('dmesg').stdout, new RegExp(`listening for migrations on 127\\.0\\.0\\.1:${port}`));
+  t.equal(a('create', guestPath('ticker'), '--name', 'tick', '-m', '4', '-c', 'count=1000 period=50').status, 0);
+  await new Promise((r) => setTimeout(r, 400));
+  const m = a('migrate', 'tick', `127.0.0.1:${port}`, '--json');
+  t.equal(m.status, 0, m.stderr);
+  const r = JSON.parse(m.stdout) as { name: string; remoteId: number; downtimeMs: number; rounds: number };
+  t.match(r, { name: 'tick', target: `127.0.0.1:${port}` });
+  t.ok(r.downtimeMs > 0 && r.rounds >= 1);
+  t.notMatch(a('list').stdout, /tick/, 'gone from the source');
+  t.match(b('list').stdout, /tick/, 'running on the target');
+  const c = b('clone', 'tick', '2');
+  t.equal(c.status, 0, c.stderr);
+  t.match(c.stdout, /wv: domain \d+ \(tick\) cloned 2 time\(s\) in \d+ ms .*\(tick-1\), \d+ \(tick-2\)/);
+  const again = a('migrate', 'tick', `127.0.0.1:${port}`);
+  t.not(again.status, 0);
+  t.match(again.stderr, /tick/);
+  const none = a('create', guestPath('ticker'), '--name', 'tock', '-m', '4', '-c', 'count=1000');
+  t.equal(none.status, 0);
+  const closed = a('migrate', 'tock', '127.0.0.1:1');
+  t.not(closed.status, 0);
+  t.match(closed.stderr, /was not migrated to 127\.0\.0\.1:1: cannot connect: ECONNREFUSED; it keeps running here/);
+  t.match(a('list').stdout, /tock/);
+});
