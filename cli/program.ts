@@ -12,6 +12,7 @@ import { addCompatCommands } from './compat.ts';
 import { addBlockCommands } from './block.ts';
 import { addNetCommands } from './net.ts';
 import { addVdCommands } from './vd.ts';
+import { addIsoCommands } from './iso.ts';
 import { VERSION } from '../runtime/toolstack/controller.ts';
 import { renderCompletion } from './docs.ts';
 import { existsSync } from 'node:fs';
@@ -173,6 +174,7 @@ export function buildProgram(): Command {
   addBlockCommands(program);
   addNetCommands(program);
   addVdCommands(program);
+  addIsoCommands(program);
   addCompatCommands(program, resolveImage, isGuestName, defaultConfigPath);
 
   program
