@@ -534,7 +534,7 @@ t.test('every save error code is in docs/errors.md, with its class', async (t) =
   const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
   const source = readFileSync(new URL('./errors.ts', import.meta.url), 'utf8');
   const codes = [...source.matchAll(/'(WV_ERR_[A-Z_]+)'/g)].map((m) => m[1]!);
-  t.same(codes, ['WV_ERR_SAVE_IO', 'WV_ERR_SAVE_NOT_A_SAVE', 'WV_ERR_SAVE_VERSION', 'WV_ERR_SAVE_TRUNCATED', 'WV_ERR_SAVE_CORRUPT', 'WV_ERR_SAVE_UNSUPPORTED', 'WV_ERR_SAVE_TIMEOUT', 'WV_ERR_RESTORE']);
+  t.same(codes, ['WV_ERR_SAVE_IO', 'WV_ERR_SAVE_NOT_A_SAVE', 'WV_ERR_SAVE_VERSION', 'WV_ERR_SAVE_TRUNCATED', 'WV_ERR_SAVE_CORRUPT', 'WV_ERR_SAVE_UNSUPPORTED', 'WV_ERR_SAVE_TIMEOUT', 'WV_ERR_RESTORE', 'WV_ERR_MIGRATE']);
   for (const c of codes) t.match(doc, `\`${c}\``, c);
-  for (const cls of ['SaveIoError', 'NotASaveFileError', 'SaveVersionError', 'SaveTruncatedError', 'SaveCorruptError', 'SaveUnsupportedError', 'SaveTimeoutError', 'RestoreError']) t.match(doc, `\`${cls}\``, cls);
+  for (const cls of ['SaveIoError', 'NotASaveFileError', 'SaveVersionError', 'SaveTruncatedError', 'SaveCorruptError', 'SaveUnsupportedError', 'SaveTimeoutError', 'RestoreError', 'MigrationError']) t.match(doc, `\`${cls}\``, cls);
 });

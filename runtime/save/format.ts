@@ -208,6 +208,9 @@ export class SaveWriter {
   readonly #kinds = new Set<number>();
   readonly #codec: SaveCodec;
   readonly #level: number | undefined;
+  /** Chunks in a row that compression did not shrink, and chunks still to store without trying (see #encode). */
+  #incompressible = 0;
+  #skipCompress = 0;
   readonly #parallelism: number;
 
   private constructor(path: string, tmp: string, fh: FileHandle, opts: SaveWriterOptions) {
@@ -410,9 +413,19 @@ export class SaveWriter {
   async #encode(c: PendingChunk): Promise<Buffer[]> {
     let payload = c.pages;
     let codec: SaveCodec = 'none';
-    if (c.pages.length > 0 && this.#codec !== 'none') {
+    // Memory that does not compress (random or already compressed data) is stored as it is without trying
+    // every chunk: after 3 chunks in a row that shrank by less than 3%, 15 chunks are stored, then one is tried again.
+    if (c.pages.length > 0 && this.#codec !== 'none' && this.#skipCompress > 0) {
+      this.#skipCompress--;
+    } else if (c.pages.length > 0 && this.#codec !== 'none') {
       const z = await compress(this.#codec, this.#level, c.pages);
       if (z.length < c.pages.length) { payload = z; codec = this.#codec; }
+      if (z.length > c.pages.length * 0.97) {
+        this.#incompressible++;
+        if (this.#incompressible >= 3) this.#skipCompress = 15;
+      } else {
+        this.#incompressible = 0;
+      }
     }
     const h = Buffer.alloc(CHUNK_HEADER_BYTES);
     h.writeUInt32BE(TAG_CHUNK, 0);
