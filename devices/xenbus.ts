@@ -64,6 +64,16 @@ export interface XenbusBackend {
   kick(): void;
 }
 
+/**
+ * A connection as a save keeps it: the frontend's ring grant references
+ * (in the order of `rings`) and its event-channel port. A restored domain's
+ * backend takes it up again with `takeOver`, without a handshake.
+ */
+export interface SavedConnection {
+  grefs: number[];
+  port: number;
+}
+
 export interface XenbusDeviceOptions<B extends XenbusBackend> {
   kind: 'vbd' | 'vif';
   domid: number;
@@ -75,8 +85,14 @@ export interface XenbusDeviceOptions<B extends XenbusBackend> {
   frontend: Record<string, string | number>;
   /** Frontend keys holding the grant references of its ring pages, in the order `start` takes them. */
   rings: readonly string[];
-  /** Make the backend once the rings are mapped. Throwing refuses the connection (the message goes in `error`). */
-  start(o: { pages: RingPage[]; notify: () => void; broken: (err: Error) => void }): B;
+  /**
+   * Make the backend once the rings are mapped. Throwing refuses the
+   * connection (the message goes in `error`). `resumed`: the rings are in
+   * use already (a restored domain's): the backend starts from the
+   * responses published in them (RSP_PROD) instead of from 0, so requests
+   * published but not answered are taken (again).
+   */
+  start(o: { pages: RingPage[]; notify: () => void; broken: (err: Error) => void; resumed: boolean }): B;
   /** Stop a backend (a block device finishes its requests in flight). */
   stop(backend: B): Promise<void> | void;
   /** Error code for this kind of device. */
@@ -105,6 +121,8 @@ export class XenbusDevice<B extends XenbusBackend> {
   readonly #o: XenbusDeviceOptions<B>;
   #rings: GrantMapping[] = [];
   #port: number | undefined;
+  /** What the frontend connected with (kept for a save). */
+  #connection: SavedConnection | undefined;
   #offPort: (() => void) | undefined;
   #unwatch: () => void = () => {};
   #teardown: Promise<void> | undefined;
@@ -218,28 +236,128 @@ export class XenbusDevice<B extends XenbusBackend> {
     }
     let backend: B;
     try {
-      backend = this.#o.start({
-        pages: rings.map((r) => new MemoryRingPage(r.bytes, 0)),
-        notify: () => { this.#p.evtchn.send(0, port); },
-        broken: (err) => {
-          this.fail(`the frontend broke the ring protocol: ${err.message}; the device is stopped`);
-          this.#setState(XenbusState.CLOSING);
-        },
-      });
+      backend = this.#start(rings, port, false);
     } catch (err) {
       unmap();
       this.#p.evtchn.close(0, port);
       return this.fail(`cannot use the rings: ${(err as Error).message}`);
     }
+    this.#serve(backend, rings, port, { grefs, port: remotePort });
+    backend.kick();
+    this.#p.log('info', `${this.#o.label}: connected (ring grant${grefs.length > 1 ? 's' : ''} ${grefs.join(', ')}, port ${port})`);
+  }
+
+  #start(rings: GrantMapping[], port: number, resumed: boolean): B {
+    return this.#o.start({
+      pages: rings.map((r) => new MemoryRingPage(r.bytes, 0)),
+      notify: () => { this.#p.evtchn.send(0, port); },
+      broken: (err) => {
+        this.fail(`the frontend broke the ring protocol: ${err.message}; the device is stopped`);
+        this.#setState(XenbusState.CLOSING);
+      },
+      resumed,
+    });
+  }
+
+  #serve(backend: B, rings: GrantMapping[], port: number, connection: SavedConnection): void {
     this.#rings = rings;
     this.#port = port;
+    this.#connection = connection;
     this.backend = backend;
     this.error = undefined;
     this.#p.store.remove(0, `${this.be}/error`);
     this.#offPort = this.#p.onPort(port, () => backend.kick());
     this.#setState(XenbusState.CONNECTED);
+  }
+
+  /** The frontend directory's keys and values (one level), as the guest left them: what a save keeps. */
+  frontendKeys(): Record<string, string> {
+    const st = this.#p.store;
+    const out: Record<string, string> = {};
+    const names = st.list(0, this.fe);
+    if (typeof names === 'number') return out;
+    for (const k of names) {
+      const v = st.read(0, `${this.fe}/${k}`);
+      if (typeof v === 'string' && v !== '') out[k] = v;
+    }
+    return out;
+  }
+
+  /**
+   * Put back the keys a saved frontend had written (not `backend` and
+   * `backend-id`, which install wrote for this domain). A frontend that was
+   * in the middle of the handshake goes on with it from there. Returns the
+   * keys the store refused, with why.
+   */
+  restoreFrontendKeys(keys: Record<string, string>): string[] {
+    const bad: string[] = [];
+    for (const [k, v] of Object.entries(keys)) {
+      if (k === 'backend' || k === 'backend-id') continue;
+      const r = typeof v === 'string' && !k.includes('/') ? this.#p.store.write(0, `${this.fe}/${k}`, v) : -22;
+      if (r < 0) bad.push(`frontend key ${JSON.stringify(k).slice(0, 40)}: not written (${r})`);
+    }
+    return bad;
+  }
+
+  /** The connection being served (for a save), or undefined. */
+  get connection(): SavedConnection | undefined {
+    return this.backend ? { grefs: [...this.#connection!.grefs], port: this.#connection!.port } : undefined;
+  }
+
+  /**
+   * Take up a restored domain's saved connection without a handshake (the
+   * guest believes it is connected; docs/save-format.md, "Devices"): map its
+   * ring grants again (they came back with the domain), join a new domain-0
+   * port to its saved port (free: the caller kept it out of the ports it
+   * restored), put both states to Connected, give the guest back its watch
+   * on the backend's state, start the backend from the responses published
+   * in the rings, and notify the guest so it looks at them. Throws a
+   * DeviceError saying why when it cannot; then nothing is left connected.
+   */
+  takeOver(saved: SavedConnection): void {
+    const { domid } = this;
+    if (this.backend || this.#teardown) throw new DeviceError(this.#o.code, `${this.#o.label} is ${this.backend ? 'connected already' : 'going away'}`);
+    if (!Array.isArray(saved.grefs) || saved.grefs.length !== this.#o.rings.length) {
+      throw new DeviceError(this.#o.code, `${this.#o.label}: the saved connection has ${Array.isArray(saved.grefs) ? saved.grefs.length : 'no'} ring grants, not ${this.#o.rings.length}`);
+    }
+    const rings: GrantMapping[] = [];
+    const unmap = (): void => { for (const r of rings) r.release(); };
+    for (const [i, gref] of saved.grefs.entries()) {
+      const m = this.#p.grants.map(0, domid, gref, true);
+      if (typeof m === 'number') {
+        unmap();
+        throw new DeviceError(this.#o.code, `${this.#o.label}: cannot map the ${this.#o.rings[i]} ring again (grant ${gref}): error ${m}`);
+      }
+      rings.push(m);
+    }
+    const ev = this.#p.evtchn;
+    const port = ev.allocUnbound(0, domid);
+    const joined = port < 0 ? port : ev.connectPorts(domid, saved.port, 0, port);
+    if (joined < 0) {
+      if (port > 0) ev.close(0, port);
+      unmap();
+      throw new DeviceError(this.#o.code, `${this.#o.label}: cannot join the guest's event channel ${saved.port} again: error ${joined}`);
+    }
+    let backend: B;
+    try {
+      backend = this.#start(rings, port, true);
+    } catch (err) {
+      ev.close(0, port);
+      // The guest's end goes back to free, as it was before.
+      ev.close(domid, saved.port);
+      unmap();
+      throw new DeviceError(this.#o.code, `${this.#o.label}: cannot use the saved rings: ${(err as Error).message}`);
+    }
+    const st = this.#p.store;
+    for (const [i, key] of this.#o.rings.entries()) st.write(0, `${this.fe}/${key}`, String(saved.grefs[i]));
+    st.write(0, `${this.fe}/event-channel`, String(saved.port));
+    st.write(0, `${this.fe}/state`, String(XenbusState.CONNECTED));
+    this.#serve(backend, rings, port, { grefs: [...saved.grefs], port: saved.port });
+    // The frontend watched our state before it was saved; watches live in the store, which did not travel.
+    st.watch(domid, `${this.be}/state`);
     backend.kick();
-    this.#p.log('info', `${this.#o.label}: connected (ring grant${grefs.length > 1 ? 's' : ''} ${grefs.join(', ')}, port ${port})`);
+    ev.send(0, port);
+    this.#p.log('info', `${this.#o.label}: connection taken up again (ring grant${saved.grefs.length > 1 ? 's' : ''} ${saved.grefs.join(', ')}, port ${port} to the guest's ${saved.port})`);
   }
 
   async #disconnect(): Promise<void> {
@@ -251,6 +369,7 @@ export class XenbusDevice<B extends XenbusBackend> {
     this.#offPort = undefined;
     if (this.#port !== undefined) this.#p.evtchn.close(0, this.#port);
     this.#port = undefined;
+    this.#connection = undefined;
     for (const r of this.#rings) r.release();
     this.#rings = [];
   }

@@ -14,7 +14,7 @@
  * the data. Responses completed while a batch of requests is being taken are
  * published together, with one notification.
  */
-import { BackRing, type RingPage } from '../../kernel/ring.ts';
+import { BackRing, RingField, type RingPage } from '../../kernel/ring.ts';
 import type { GrantTables } from '../../kernel/grant.ts';
 import { Errno } from '../../kernel/errno.ts';
 import { NR_GRANTS } from '../../kernel/pv-table.ts';
@@ -56,6 +56,13 @@ export interface BlkBackendOptions {
    * frontend cannot end those grants (-EBUSY). Default false.
    */
   persistent?: boolean;
+  /**
+   * The ring is in use already (a restored domain's): start from the
+   * responses it has published, so the requests after them, published
+   * before the save but not answered, are taken (again). Default false (a
+   * new ring, from 0).
+   */
+  resumed?: boolean;
 }
 
 export class BlkBackend {
@@ -66,6 +73,8 @@ export class BlkBackend {
   #idle: Array<() => void> = [];
   #closed = false;
   #broken = false;
+  /** Quiesced (a save is writing the frontend's memory): no request is taken until `resume`. */
+  #paused = false;
   /** Inside kick: answers wait for its end and go out together. */
   #taking = false;
   // One request's segments, decoded here (synchronously) before they are checked and used.
@@ -86,7 +95,8 @@ export class BlkBackend {
 
   constructor(o: BlkBackendOptions) {
     this.#o = o;
-    this.#ring = new BackRing(o.page, { request: requestCodec, response: responseCodec, slotSize: BLK_SLOT_SIZE });
+    const start = o.resumed ? o.page.load32(RingField.RSP_PROD) : 0;
+    this.#ring = new BackRing(o.page, { request: requestCodec, response: responseCodec, slotSize: BLK_SLOT_SIZE, start });
     if (o.persistent) {
       this.#pOffset = new Int32Array(NR_GRANTS).fill(-1);
       this.#pWritable = new Uint8Array(NR_GRANTS);
@@ -100,7 +110,7 @@ export class BlkBackend {
 
   /** The frontend notified: take every request there is and start it. */
   kick(): void {
-    if (this.#closed || this.#broken) return;
+    if (this.#closed || this.#broken || this.#paused) return;
     this.#taking = true;
     try {
       for (;;) {
@@ -315,6 +325,26 @@ export class BlkBackend {
     for (const g of this.#pHeld) this.#pOffset![g] = -1;
     this.#pHeld = [];
     this.#pGen = gen;
+  }
+
+  /**
+   * Stop taking requests (notifications are remembered by the ring: `resume`
+   * looks at it again) and resolve, with how many requests were in flight,
+   * once they have all completed and their answers are published: then the
+   * backend does not touch the frontend's memory until `resume` or `close`.
+   */
+  async pause(): Promise<number> {
+    this.#paused = true;
+    const inflight = this.#inflight;
+    if (inflight > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    return inflight;
+  }
+
+  /** Take requests again after `pause`, at once. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.kick();
   }
 
   /** Detach: finish the requests in flight (their answers still go out), then stop and let go of persistent grants. */

@@ -14,9 +14,9 @@
 import { InvalidArgumentError } from '../../kernel/errors.ts';
 import { BackingStore, SharingTable } from './backing.ts';
 import { BlkBackend, type BlkStats } from './backend.ts';
-import { parseDiskSpec, type DiskSpec } from './disk-spec.ts';
+import { parseDiskSpec, type DiskKind, type DiskSpec } from './disk-spec.ts';
 import { MAX_INDIRECT_SEGMENTS } from './protocol.ts';
-import { DeviceError, XenbusDevice, stateName, type DetachOptions, type XenbusPlatform } from '../xenbus.ts';
+import { DeviceError, XenbusDevice, XenbusState, stateName, type DetachOptions, type SavedConnection, type XenbusPlatform } from '../xenbus.ts';
 
 export { XenbusState, stateName, type DetachOptions } from '../xenbus.ts';
 
@@ -80,6 +80,24 @@ export interface VbdInfo {
   stats: BlkStats;
   /** The last connection error, if any. */
   error?: string;
+}
+
+/** A VBD as a save holds it (docs/save-format.md, "Devices"). */
+export interface SavedVbd {
+  vdev: string;
+  devid: number;
+  kind: DiskKind;
+  /** What the spec named (a path, or a virtual disk's name). */
+  target: string;
+  /** The host path that was open. */
+  path: string;
+  readonly: boolean;
+  /** The spec text it was attached with. */
+  spec: string;
+  /** The frontend directory as the guest left it. */
+  frontend: Record<string, string>;
+  /** The ring and event channel the backend served, or null when it was not connected. */
+  connection: SavedConnection | null;
 }
 
 /** A disk opened before its domain exists (a create checks every disk before starting the guest). */
@@ -154,8 +172,8 @@ export class BlockDevices {
       },
       frontend: { 'virtual-device': devid, 'device-type': 'disk', dev: disk.spec.vdev },
       rings: ['ring-ref'],
-      start: ({ pages, notify, broken }) => new BlkBackend({
-        grants: this.#p.grants, self: 0, domid, page: pages[0]!, store: disk.backing, notify, onBroken: broken,
+      start: ({ pages, notify, broken, resumed }) => new BlkBackend({
+        grants: this.#p.grants, self: 0, domid, page: pages[0]!, store: disk.backing, notify, onBroken: broken, resumed,
       }),
       // Requests in flight complete (and are answered) first.
       stop: async (backend) => {
@@ -235,6 +253,57 @@ export class BlockDevices {
     const mine = this.#vbds.get(domid);
     if (!mine) return;
     await Promise.allSettled([...mine.values()].map((v) => this.#remove(v)));
+  }
+
+  /** Why a domain's VBDs keep it from being saved now (one is being detached), or undefined. */
+  saveProblem(domid: number): string | undefined {
+    for (const v of this.#vbds.get(domid)?.values() ?? []) {
+      if (v.teardown || v.dev.removing || v.dev.state === XenbusState.CLOSING) return `its disk ${v.spec.vdev} is being detached`;
+    }
+    return undefined;
+  }
+
+  /** A domain's VBDs as a save holds them (its backends quiesced: see `quiesce`). */
+  exportDomain(domid: number): SavedVbd[] {
+    return [...(this.#vbds.get(domid)?.values() ?? [])].sort((a, b) => a.devid - b.devid).map((v) => ({
+      vdev: v.spec.vdev, devid: v.devid, kind: v.spec.kind, target: v.spec.target, path: v.path, readonly: v.spec.readonly, spec: v.spec.spec,
+      frontend: v.dev.frontendKeys(), connection: v.dev.connection ?? null,
+    }));
+  }
+
+  /**
+   * Keep a domain's block backends off its memory: they stop taking
+   * requests, and this resolves once the requests in flight have completed
+   * and been answered (`inflight` says how many there were). `resume` lets
+   * them take requests again (a checkpoint, or a save that failed).
+   */
+  async quiesce(domid: number): Promise<{ inflight: number; resume: () => void }> {
+    const backends = [...(this.#vbds.get(domid)?.values() ?? [])].map((v) => ({ v, b: v.dev.backend })).filter((x) => x.b !== undefined);
+    const counts = await Promise.all(backends.map(async ({ v, b }) => {
+      const n = await b!.pause();
+      if (n > 0) this.#p.log('info', `block: domain ${domid} ${v.spec.vdev}: ${n} request${n === 1 ? '' : 's'} in flight completed before the save`);
+      return n;
+    }));
+    return { inflight: counts.reduce((a, b) => a + b, 0), resume: () => { for (const { b } of backends) b!.resume(); } };
+  }
+
+  /**
+   * Bring back a restored domain's VBD `vdev` (installed, not connected):
+   * the keys its frontend had written, then, if it was connected, its saved
+   * ring and event channel (XenbusDevice.takeOver). Returns what did not
+   * come back, with why.
+   */
+  restoreConnection(domid: number, vdev: string, frontend: Record<string, string>, connection: SavedConnection | null): string[] {
+    const v = this.#find(domid, vdev);
+    const problems = v.dev.restoreFrontendKeys(frontend);
+    if (connection) {
+      try {
+        v.dev.takeOver(connection);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+    return problems;
   }
 
   /** Every VBD, or one domain's. */

@@ -257,3 +257,27 @@ t.test('rate limit through the rings: the sender waits on its own ring and gets 
   t.equal(received, FRAMES * 1000);
   t.match(a.back.port.stats, { txPackets: FRAMES, rateLimited: 0 });
 });
+
+t.test('a paused vif takes no TX request and receives nothing; resumed, it sends what waited', async (t) => {
+  const r = rig(t, { async: true });
+  const a = r.vif(1, { rxBuffers: 8 });
+  const b = r.vif(2, { rxBuffers: 8 });
+  t.equal(await a.front.send(frame(a, b, 1)), NetStatus.OKAY);
+  t.equal(b.front.inbox.length, 1);
+  a.back.pause();
+  b.back.pause();
+  const waiting = a.front.send(frame(a, b, 2));
+  for (let i = 0; i < 5; i++) await tick();
+  t.equal(a.back.port.stats.txPackets, 1, 'the request waits in the ring');
+  t.equal(b.front.inbox.length, 1);
+  b.back.resume();
+  a.back.resume();
+  t.equal(await waiting, NetStatus.OKAY);
+  t.equal(b.front.inbox.length, 2);
+  t.same(b.front.inbox[1], frame(a, b, 2), 'sent once the backend resumed');
+  // Delivered to a paused vif: dropped and counted.
+  b.back.pause();
+  t.equal(await a.front.send(frame(a, b, 3)), NetStatus.OKAY);
+  t.equal(b.back.port.stats.dropped, 1);
+  t.equal(b.front.inbox.length, 2);
+});

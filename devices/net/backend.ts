@@ -22,7 +22,7 @@
  * an index) stops this vif only: it neither sends nor receives again, and
  * `onBroken` is told once.
  */
-import { BackRing, type RingPage } from '../../kernel/ring.ts';
+import { BackRing, RingField, type RingPage } from '../../kernel/ring.ts';
 import type { GrantTables } from '../../kernel/grant.ts';
 import { PAGE_SIZE } from '../../kernel/pv-table.ts';
 import {
@@ -62,6 +62,13 @@ export interface NetBackendOptions {
   onBroken?: (err: Error) => void;
   /** Run `fn` on a later turn of the event loop; default setImmediate. */
   defer?: (fn: () => void) => void;
+  /**
+   * The rings are in use already (a restored domain's): start each from the
+   * responses it has published, so TX requests published but not answered
+   * are sent (again) and RX buffers posted but not filled are used.
+   * Default false (new rings, from 0).
+   */
+  resumed?: boolean;
 }
 
 export class NetBackend {
@@ -83,13 +90,15 @@ export class NetBackend {
   #again = false;
   #deferred = false;
   #rxDirty = false;
+  /** Quiesced (a save is writing the frontend's memory): nothing is taken or delivered until `resume`. */
+  #paused = false;
 
   constructor(o: NetBackendOptions) {
     this.#o = o;
     this.#sw = o.switch;
     this.#defer = o.defer ?? ((fn) => { setImmediate(fn); });
-    this.#tx = new BackRing(o.txPage, TX_RING);
-    this.#rx = new BackRing(o.rxPage, RX_RING);
+    this.#tx = new BackRing(o.txPage, o.resumed ? { ...TX_RING, start: o.txPage.load32(RingField.RSP_PROD) } : TX_RING);
+    this.#rx = new BackRing(o.rxPage, o.resumed ? { ...RX_RING, start: o.rxPage.load32(RingField.RSP_PROD) } : RX_RING);
     if ('stats' in o.port) {
       this.port = o.port;
       this.#ownsPort = false;
@@ -108,7 +117,7 @@ export class NetBackend {
 
   /** The frontend notified (or the port drained): take TX requests, up to one ring's worth this turn. */
   kick(): void {
-    if (this.#closed || this.#broken) return;
+    if (this.#closed || this.#broken || this.#paused) return;
     if (this.#running) { this.#again = true; return; }
     this.#running = true;
     let budget = this.#tx.slots;
@@ -159,7 +168,7 @@ export class NetBackend {
 
   /** The switch's delivery to this vif: false (dropped) when no usable buffer is posted. */
   receive(frame: Uint8Array): boolean {
-    if (this.#closed || this.#broken) return false;
+    if (this.#closed || this.#broken || this.#paused) return false;
     const { grants, self, domid } = this.#o;
     try {
       for (;;) {
@@ -205,6 +214,23 @@ export class NetBackend {
     if (this.#broken) return;
     this.#broken = err;
     this.#o.onBroken?.(err);
+  }
+
+  /**
+   * Stop touching the frontend's rings and pages (a save is writing its
+   * memory): TX requests wait in the ring, frames for the vif are dropped
+   * (counted as the port's `dropped`, as for a frontend with no buffer
+   * posted). Every answer written so far is published already.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Take TX requests and deliver frames again after `pause`. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.kick();
   }
 
   /** Detach: the port leaves the switch (its addresses are free again) and the rings are no longer served. */

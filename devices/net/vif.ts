@@ -12,7 +12,7 @@
  * tx-ring-ref, rx-ring-ref and event-channel.
  */
 import { InvalidArgumentError } from '../../kernel/errors.ts';
-import { DeviceError, XenbusDevice, stateName, type DetachOptions, type XenbusPlatform } from '../xenbus.ts';
+import { DeviceError, XenbusDevice, XenbusState, stateName, type DetachOptions, type SavedConnection, type XenbusPlatform } from '../xenbus.ts';
 import { NetBackend, type NetBackendStats } from './backend.ts';
 import { VirtualSwitch, type PortStats, type Rate, type SwitchPort } from './switch.ts';
 import { defaultMac, formatIp, formatMac, parseIp, parseMac } from './frame.ts';
@@ -89,6 +89,20 @@ export function parseVifSpec(spec: string): VifSpec {
   return out;
 }
 
+/** A vif as a save holds it (docs/save-format.md, "Devices"): its settings as they are now, and its connection. */
+export interface SavedVif {
+  index: number;
+  mac: string;
+  ips: string[];
+  rate: Rate;
+  /** The spec text it was attached with. */
+  spec: string;
+  /** The frontend directory as the guest left it. */
+  frontend: Record<string, string>;
+  /** The rings (TX, RX) and event channel the backend served, or null when it was not connected. */
+  connection: SavedConnection | null;
+}
+
 /** One vif as `network-list` shows it. */
 export interface VifInfo {
   domid: number;
@@ -111,6 +125,7 @@ export interface VifInfo {
 interface Vif {
   domid: number;
   index: number;
+  spec: string;
   name: string;
   port: SwitchPort;
   dev: XenbusDevice<NetBackend>;
@@ -181,8 +196,8 @@ export class NetDevices {
       backend: { handle: n, mac, ip: s.ips.join(' '), rate: `${s.rate?.bytes ?? 0},${s.rate?.usecs ?? 0}` },
       frontend: { handle: n, mac },
       rings: ['tx-ring-ref', 'rx-ring-ref'],
-      start: ({ pages, notify, broken }) => new NetBackend({
-        grants: this.#p.grants, self: 0, domid, txPage: pages[0]!, rxPage: pages[1]!, switch: this.switch, port, notify, onBroken: broken,
+      start: ({ pages, notify, broken, resumed }) => new NetBackend({
+        grants: this.#p.grants, self: 0, domid, txPage: pages[0]!, rxPage: pages[1]!, switch: this.switch, port, notify, onBroken: broken, resumed,
       }),
       stop: (backend) => {
         backend.close();
@@ -196,7 +211,7 @@ export class NetDevices {
       this.switch.removePort(port);
       throw err;
     }
-    const vif: Vif = { domid, index: n, name, port, dev, errors };
+    const vif: Vif = { domid, index: n, spec: s.spec, name, port, dev, errors };
     holder.vif = vif;
     mine.set(n, vif);
     this.#vifs.set(domid, mine);
@@ -378,6 +393,66 @@ export class NetDevices {
     this.#publish(vif);
     this.#p.log('info', `net: ${vif.name}: rate ${rate.bytes === 0 || rate.usecs === 0 ? 'unlimited' : `${rate.bytes} bytes per ${rate.usecs} us`}`);
     return this.#info(vif);
+  }
+
+  /** Why a domain's vifs keep it from being saved now, or undefined. */
+  saveProblem(domid: number): string | undefined {
+    const mine = [...(this.#vifs.get(domid)?.values() ?? [])].sort((a, b) => a.index - b.index);
+    for (const v of mine) {
+      if (v.teardown || v.dev.removing || v.dev.state === XenbusState.CLOSING) return `its ${v.name} is being detached`;
+    }
+    // A restore attaches a domain's vifs as 0..n-1 (DomainConfig.vifs).
+    if (mine.some((v, i) => v.index !== i)) return `its vifs are numbered ${mine.map((v) => v.index).join(', ')}; a restore needs them numbered from 0 without gaps`;
+    return undefined;
+  }
+
+  /** A domain's vifs as a save holds them (its backends quiesced: see `quiesce`). */
+  exportDomain(domid: number): SavedVif[] {
+    return [...(this.#vifs.get(domid)?.values() ?? [])].sort((a, b) => a.index - b.index).map((v) => ({
+      index: v.index, mac: v.port.mac, ips: [...v.port.addresses], rate: { ...v.port.rate }, spec: v.spec,
+      frontend: v.dev.frontendKeys(), connection: v.dev.connection ?? null,
+    }));
+  }
+
+  /**
+   * Keep a domain's network backends off its memory until `resume`: TX
+   * requests wait in their rings, frames for it are dropped (TCP sends them
+   * again). Nothing is in flight: a backend's work is synchronous.
+   */
+  quiesce(domid: number): { resume: () => void } {
+    const backends = [...(this.#vifs.get(domid)?.values() ?? [])].map((v) => v.dev.backend).filter((b) => b !== undefined);
+    for (const b of backends) b.pause();
+    return { resume: () => { for (const b of backends) b.resume(); } };
+  }
+
+  /** The switch port holding `mac` or `ip` now, by name (a restore checks before it attaches). */
+  holderOf(o: { mac?: string; ip?: string }): string | undefined {
+    if (o.mac !== undefined) {
+      const key = formatMac(parseMac(o.mac));
+      const p = this.switch.ports.find((x) => x.mac === key);
+      if (p) return p.name;
+    }
+    if (o.ip !== undefined) return this.switch.owner(o.ip)?.name;
+    return undefined;
+  }
+
+  /**
+   * Bring back a restored domain's vif `index` (attached, not connected):
+   * the keys its frontend had written, then, if it was connected, its saved
+   * rings and event channel (XenbusDevice.takeOver). Returns what did not
+   * come back, with why.
+   */
+  restoreConnection(domid: number, index: number, frontend: Record<string, string>, connection: SavedConnection | null): string[] {
+    const v = this.#find(domid, index);
+    const problems = v.dev.restoreFrontendKeys(frontend);
+    if (connection) {
+      try {
+        v.dev.takeOver(connection);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+    return problems;
   }
 
   /** Every vif, or one domain's, or one. */

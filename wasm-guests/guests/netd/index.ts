@@ -6,7 +6,7 @@
 // else from the addresses the toolstack routes to the vif (/16).
 // It lets go of the vif when the toolstack detaches it and stops when asked.
 import {
-  println, shutdown, block, now, cmdline, cmdlineArg, evtchn_bind_virq, takePending, requestedShutdown, VIRQ_SHUTDOWN, SHUTDOWN_CRASH,
+  println, shutdown, block, now, cmdline, cmdlineArg, evtchn_bind_virq, takePending, requestedShutdown, VIRQ_SHUTDOWN, SHUTDOWN_CRASH, SHUTDOWN_SUSPEND,
   NetFront, netfrontError, NetStack, TcpSocket, UdpSocket, UdpEndpoint, TcpState, parseIpv4, formatIpv4, storeRead, storeNextEvent, domainId,
 } from "../../sdk/index";
 
@@ -121,7 +121,9 @@ export function start(): void {
   while (true) {
     if (takePending(<u32>shutdownPort)) {
       const why = requestedShutdown();
-      if (why >= 0) { dev.close(); shutdown(<u32>why); }
+      // A suspend (a save) keeps the vif: the toolstack brings its connection back with the domain.
+      if (why == <i32>SHUTDOWN_SUSPEND) shutdown(SHUTDOWN_SUSPEND);
+      else if (why >= 0) { dev.close(); shutdown(<u32>why); }
     }
     while (storeNextEvent() !== null) {}
     if (dev.closeRequested()) { dev.close(); println("netd: vif 0 released"); }
