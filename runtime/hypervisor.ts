@@ -1236,8 +1236,8 @@ export class Hypervisor implements AsyncDisposable {
     const sameHost = d.host === this.instanceId;
     const keep = !opts.newId && Number.isInteger(d.id) && (d.id as number) > 0 ? { id: d.id as number, gen: sameHost && Number.isInteger(d.gen) ? d.gen as number : -1 } : undefined;
     if (!sameHost) {
-      // A device channel's other end is domain 0, which every host has: connectDevices joins it to the new backend.
-      const strangers = ports.filter((p) => typeof p === 'object' && p !== null && (p.state === PortState.INTERDOMAIN || p.state === PortState.UNBOUND) && !(p.remote === 0 && devices.channelPorts.has(p.port)));
+      // Domain 0 is on every host: a port offered to it (a device half way through its handshake) comes back, and a device channel's is joined to the new backend by connectDevices.
+      const strangers = ports.filter((p) => typeof p === 'object' && p !== null && (p.state === PortState.INTERDOMAIN || p.state === PortState.UNBOUND) && !(p.remote === 0 && (p.state === PortState.UNBOUND || devices.channelPorts.has(p.port))));
       for (const p of strangers) this.kernel.log.warn(`${source}: port ${p.port} was ${p.state === PortState.INTERDOMAIN ? 'connected to' : 'offered to'} domain ${p.remote} of the host that saved it; it is not brought back here`);
       ports = ports.filter((p) => !strangers.includes(p));
       grants = grants.filter((g) => {

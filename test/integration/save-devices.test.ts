@@ -1,7 +1,8 @@
 /**
  * Save and restore of domains with devices (issue 9): a guest writing to
- * its disk is saved mid-work and restored on the same host and on another,
- * and goes on writing without knowing (every block lands right); a TCP
+ * its disk is saved mid-work and restored on the same host and on another
+ * (or migrated there), and goes on writing without knowing (every block
+ * lands right); a TCP
  * server with a vif is checkpointed while it serves, saved and restored,
  * and keeps serving, even a TCP connection opened before the save; a block
  * request in flight at the save completes first; restores that cannot
@@ -124,6 +125,26 @@ t.test('restored on another host whose domain id is taken: a new id, the same di
   t.notMatch(b.dmesg().join('\n'), /restore: |not brought back/, 'every device channel came back');
   await b.destroy(back.id);
   t.same(wrongBlocks(path, BLOCKS, 7), [], 'the file holds every block');
+});
+
+t.test('migrated to another hypervisor mid-work, a guest writing its disk goes on there', async (t) => {
+  const path = disk('migrate.img');
+  const a = new Hypervisor({ cpus: 1 });
+  t.teardown(() => a.close());
+  const b = new Hypervisor({ cpus: 1 });
+  t.teardown(() => b.close());
+  const listener = await b.listenForMigrations({ port: 0 });
+  t.teardown(() => listener.close());
+  const d = await a.createDomain({ image: guestPath('blkwrite'), name: 'nomad', memory: 4, cmdline: `blocks=${BLOCKS} flush=16 seed=5`, disks: [`file:${path},xvda,w`] });
+  t.ok(await until(() => durable(d.consoleText()) >= 32, 30_000), d.consoleText());
+  const m = await a.migrate(d.id, `127.0.0.1:${listener.port}`, SAVE);
+  t.same(a.blk.list(), [], 'the source let go of the disk');
+  const there = b.domain(m.domid);
+  t.ok(await until(() => there.consoleText().includes(`done ${BLOCKS} blocks, durable ${BLOCKS}`), 30_000), there.consoleText());
+  t.match(b.blk.list(m.domid), [{ vdev: 'xvda', path, state: 'connected', stats: { errors: 0 } }]);
+  t.comment(`downtime ${m.downtimeMs.toFixed(1)} ms`);
+  await b.destroy(m.domid);
+  t.same(wrongBlocks(path, BLOCKS, 5), [], 'the file holds every block');
 });
 
 t.test('a save while a block write is in flight waits for it; the restored guest sees it answered and goes on', async (t) => {
