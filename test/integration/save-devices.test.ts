@@ -8,7 +8,7 @@
  * request in flight at the save completes first; restores that cannot
  * reopen a disk or read the devices section are refused, naming why.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import http from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
@@ -54,10 +54,13 @@ const SAVE = { force: true, timeoutMs: 150 } as const;
 /**
  * Slows host writes down on request: `slowNext(ms)` makes the next
  * write to a backing store wait `ms` before it starts, and says when it has
- * begun waiting (so a test knows a request is in flight).
+ * begun waiting (so a test knows a request is in flight); `pace` makes
+ * every write wait that many ms (so a guest is still writing when the save
+ * comes, however fast the machine).
  */
 const vectored = BackingStore.prototype.vectored;
 let slow: { ms: number; started?: () => void } | undefined;
+let pace = 0;
 BackingStore.prototype.vectored = function (this: BackingStore, write, sector, buffers, done) {
   const s = slow;
   if (write && s) {
@@ -66,8 +69,17 @@ BackingStore.prototype.vectored = function (this: BackingStore, write, sector, b
     setTimeout(() => vectored.call(this, write, sector, buffers, done), s.ms);
     return;
   }
+  if (write && pace > 0) {
+    setTimeout(() => vectored.call(this, write, sector, buffers, done), pace);
+    return;
+  }
   vectored.call(this, write, sector, buffers, done);
 };
+/** Writes wait `ms` each for the rest of test `t`. */
+function paced(t: Test, ms: number): void {
+  pace = ms;
+  t.teardown(() => { pace = 0; });
+}
 t.teardown(() => { BackingStore.prototype.vectored = vectored; });
 function slowNext(ms: number): Promise<void> {
   return new Promise((resolve) => { slow = { ms, started: resolve }; });
@@ -75,6 +87,7 @@ function slowNext(ms: number): Promise<void> {
 
 t.test('a guest writing its disk, saved mid-work and restored on the same host, goes on; every block is right', async (t) => {
   const path = disk('same.img');
+  paced(t, 2);
   const hv = new Hypervisor({ cpus: 2 });
   t.teardown(() => hv.close());
   const d = await hv.createDomain({ image: guestPath('blkwrite'), name: 'w', memory: 4, cmdline: `blocks=${BLOCKS} flush=16 seed=3`, disks: [`file:${path},xvda,w`] });
@@ -106,6 +119,7 @@ t.test('a guest writing its disk, saved mid-work and restored on the same host, 
 
 t.test('restored on another host whose domain id is taken: a new id, the same disk, and it goes on', async (t) => {
   const path = disk('other.img');
+  paced(t, 2);
   const a = new Hypervisor({ cpus: 1 });
   t.teardown(() => a.close());
   const d = await a.createDomain({ image: guestPath('blkwrite'), name: 'mover', memory: 4, cmdline: `blocks=${BLOCKS} flush=16 seed=7`, disks: [`file:${path},xvda,w`] });
@@ -129,6 +143,7 @@ t.test('restored on another host whose domain id is taken: a new id, the same di
 
 t.test('migrated to another hypervisor mid-work, a guest writing its disk goes on there', async (t) => {
   const path = disk('migrate.img');
+  paced(t, 2);
   const a = new Hypervisor({ cpus: 1 });
   t.teardown(() => a.close());
   const b = new Hypervisor({ cpus: 1 });
@@ -153,8 +168,8 @@ t.test('a save while a block write is in flight waits for it; the restored guest
   t.teardown(() => hv.close());
   const d = await hv.createDomain({ image: guestPath('blkwrite'), name: 'busy', memory: 4, cmdline: `blocks=${BLOCKS} flush=16 seed=11`, disks: [`file:${path},xvda,w`] });
   t.ok(await until(() => durable(d.consoleText()) >= 16, 30_000), d.consoleText());
-  // The next write waits 700 ms in the host: the capture (150 ms of asking, then the next block) comes first.
-  await slowNext(700);
+  // The next write waits 1.2 s in the host: the capture (150 ms of asking, then the next block) comes first.
+  await slowNext(1200);
   t.equal(hv.blk.list(d.id)[0]!.inflight, 1, 'a write is in flight');
   const file = join(dir, 'inflight.save');
   await hv.save(d.id, file, SAVE);
