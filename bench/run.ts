@@ -2,7 +2,7 @@
  * `npm run bench`: wasmvisor's figures, each with a baseline measured in the
  * same run (the machines are shared and noisy, so ratios are what compare).
  * `npm run bench -- --json` prints JSON only; `--quick` uses smaller counts;
- * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk, net, save).
+ * `--only=toolstack,cpu` runs some sections (creation, density, max, pv, cpu, toolstack, blk, net, save, iso).
  */
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain } from '../runtime/index.ts';
@@ -13,6 +13,7 @@ import { toolstackFigures } from './toolstack.ts';
 import { blkFigures } from './blk.ts';
 import { netFigures } from './net.ts';
 import { saveFigures } from './save.ts';
+import { isoFigures } from './iso.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
@@ -129,7 +130,7 @@ async function maxDomains(): Promise<void> {
   await hv.close();
 }
 
-// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk, net, save.
+// `--only=NAME[,NAME]` runs some sections: creation, density, max, pv, cpu, toolstack, blk, net, save, iso.
 const want = (name: string): boolean => only === undefined || only.split(',').includes(name);
 if (want('creation')) await creation();
 if (want('density')) await density();
@@ -140,6 +141,7 @@ if (want('toolstack')) figures.push(...(await toolstackFigures(quick, log)));
 if (want('blk')) figures.push(...(await blkFigures(quick, log)));
 if (want('net')) figures.push(...(await netFigures(quick, log)));
 if (want('save')) figures.push(...(await saveFigures(quick, log)));
+if (want('iso')) figures.push(...(await isoFigures(quick, log)));
 
 if (json) {
   process.stdout.write(`${JSON.stringify({ node: process.version, cpus: (await import('node:os')).availableParallelism(), figures }, null, 2)}\n`);
