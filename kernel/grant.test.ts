@@ -165,3 +165,26 @@ t.test('a domain touches only the grant entries it used; claim clears them for t
   t.equal(table.words.subarray(table.slot(1) + GRANTS, slotEnd).some((w) => w !== 0), false, 'every entry the last domain used is clear');
   t.equal(gt.grantAccess(1, 2, 0, 0, mem.length), 1);
 });
+
+t.test('a frozen granter (being saved) refuses copies until thawed; saved grants come back only to the same grantee', async (t) => {
+  const { table, gt, mem } = setup();
+  const g = gt.grantAccess(1, 2, 2, 0, 4 * PAGE_SIZE);
+  gt.freeze(1);
+  t.equal(gt.copiesUnderWay(1), false);
+  mem.get(2)!.fill(9, 0, 8);
+  t.equal(gt.copy(2, 1, g, 0, 0, 8, true), -Errno.ESRCH, 'a copy into a frozen domain fails as if it were away');
+  t.equal(mem.get(1)![2 * PAGE_SIZE], 0, 'and writes nothing');
+  gt.thaw(1);
+  t.equal(gt.copy(2, 1, g, 0, 0, 8, true), 8);
+  const saved = gt.exportGrants(1);
+  t.same(saved, [{ gref: g, grantee: 2, page: 2, readonly: false, gen: table.generation(2) }]);
+  table.claim(1, false, table.generation(1));
+  t.equal(gt.inUse(1), 0, 'a new claim clears the grants');
+  t.same(gt.restoreGrants(1, saved, 4 * PAGE_SIZE), []);
+  t.equal(gt.copy(2, 1, g, 0, 16, 8, false), 8, 'the grant works again at the same reference');
+  table.claim(2, false);
+  table.claim(1, false);
+  const lost = gt.restoreGrants(1, saved, 4 * PAGE_SIZE);
+  t.match(lost, [/grant 1: to domain 2, which is gone/], 'a grantee of another generation is a stranger');
+  t.match(gt.restoreGrants(1, [{ gref: 5, grantee: 2, page: 99, readonly: false, gen: 0 }], 4 * PAGE_SIZE), [/outside the domain's memory/]);
+});

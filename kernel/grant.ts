@@ -13,7 +13,7 @@
  * torn state from a copy that started after it believed the grant gone.
  */
 import { Errno } from './errno.ts';
-import { GRANTEE_SHIFT, GRANTS, GRANT_WORDS, GrantFlag, GrantWord, H_GRANT_HI, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
+import { GRANTEE_SHIFT, GRANTS, GRANT_WORDS, GrantFlag, GrantWord, H_FROZEN, H_GRANT_HI, NR_GRANTS, PAGE_SIZE, PvTable } from './pv-table.ts';
 
 const { FLAGS, PAGE, BUSY, GEN } = GrantWord;
 const FLAG_MASK = (1 << GRANTEE_SHIFT) - 1;
@@ -122,6 +122,27 @@ export class GrantTables {
     return 0;
   }
 
+  /**
+   * Keep other domains' grant copies out of `dom`'s memory while it is
+   * saved: from now on they fail with -ESRCH, as if it were away. Copies
+   * already under way finish; `copiesUnderWay` says when none is left.
+   * `thaw` ends it.
+   */
+  freeze(dom: number): void {
+    Atomics.store(this.#w, this.table.slot(dom) + H_FROZEN, 1);
+  }
+
+  thaw(dom: number): void {
+    Atomics.store(this.#w, this.table.slot(dom) + H_FROZEN, 0);
+  }
+
+  /** True while some domain is copying to or from one of `dom`'s grants. */
+  copiesUnderWay(dom: number): boolean {
+    const hi = Math.min(this.#hi(dom), NR_GRANTS - 1);
+    for (let g = 1; g <= hi; g++) if (Atomics.load(this.#w, this.#entry(dom, g) + BUSY) !== 0) return true;
+    return false;
+  }
+
   /** The grants `dom` holds out, as a save keeps them (main thread). */
   exportGrants(dom: number): SavedGrant[] {
     const out: SavedGrant[] = [];
@@ -208,6 +229,8 @@ export class GrantTables {
     const e = this.#entry(granter, gref);
     Atomics.add(this.#w, e + BUSY, 1);
     try {
+      // After raising busy: a freeze either sees this copy busy and waits for it, or this copy sees the freeze.
+      if (Atomics.load(this.#w, this.table.slot(granter) + H_FROZEN) !== 0) return -Errno.ESRCH;
       const err = this.#check(dom, this.table.generation(dom), e, toGrant);
       if (err !== 0) return err;
       const at = this.#w[e + PAGE]! * PAGE_SIZE + offset;

@@ -39,6 +39,7 @@ export const H_UPCALL = 2;        // 1 when an unmasked port became pending
 export const H_HOME = 3;          // vCPU host index + 1 running the domain, 0 = none
 export const H_PRIV = 4;          // 1 for a privileged domain
 export const H_GRANT_HI = 5;      // highest grant reference this domain has used (0: none); written by its granter only
+export const H_FROZEN = 6;        // 1 while the domain's memory is being saved: other domains' grant copies fail with -ESRCH
 export const H_PENDING = 8;       // NR_PORTS / 32 words
 export const H_MASK = H_PENDING + NR_PORTS / 32;
 export const H_VIRQ = H_MASK + NR_PORTS / 32; // NR_VIRQS words: virq -> port (0 = unbound)

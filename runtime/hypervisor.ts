@@ -690,12 +690,19 @@ export class Hypervisor implements AsyncDisposable {
     try {
       const state = await this.#capture(dom, 'save', opts);
       const resumeValue = state.at === 'shutdown' ? 1 : 0;
+      try {
+        await this.#freeze(id);
+      } catch (err) {
+        this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+        throw err;
+      }
       const resumeDevices = await quiesceDevices(this.#deviceHost, id);
       let summary: SaveSummary;
       try {
         summary = await this.#writeSave(dom, state, file, opts);
       } catch (err) {
         resumeDevices();
+        this.#thaw(id);
         this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
         this.kernel.log.warn(`domain ${id} (${rec.name}): save to ${file} failed, it goes on running: ${(err as Error).message}`);
         throw err;
@@ -703,6 +710,7 @@ export class Hypervisor implements AsyncDisposable {
       const downtimeMs = performance.now() - t0;
       if (opts.checkpoint) {
         resumeDevices();
+        this.#thaw(id);
         this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
         this.kernel.log.info(`domain ${id} (${rec.name}): checkpoint saved to ${summary.path} (${summary.bytes} bytes); it goes on running`);
       } else {
@@ -769,6 +777,37 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
+  /**
+   * After a capture: keep other domains' grant copies out of the domain's
+   * memory while it is written (a copy that landed after part of the memory
+   * was written would be lost, or torn), waiting for copies under way.
+   */
+  async #freeze(id: number): Promise<void> {
+    this.grants.freeze(id);
+    const until = performance.now() + 2000;
+    while (this.grants.copiesUnderWay(id)) {
+      if (performance.now() > until) {
+        this.grants.thaw(id);
+        throw new SaveUnsupportedError(id, 'another domain kept copying to or from its grants for 2 s');
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  /**
+   * The domain goes on (a checkpoint, a failed save): copies into its memory
+   * work again, and both ends of its channels get an event, since those sent
+   * meanwhile may have found it away.
+   */
+  #thaw(id: number): void {
+    this.grants.thaw(id);
+    for (const p of this.evtchn.exportPorts(id)) {
+      if (p.state !== PortState.INTERDOMAIN) continue;
+      this.evtchn.setPending(p.remote, p.remotePort);
+      this.evtchn.setPending(id, p.port);
+    }
+  }
+
   /** What the device save code (runtime/save/devices.ts) reaches. */
   get #deviceHost(): DeviceHost {
     return { blk: this.blk, net: this.net, evtchn: this.evtchn, grants: this.grants, log: (level, line) => this.kernel.log[level](line) };
@@ -826,7 +865,8 @@ export class Hypervisor implements AsyncDisposable {
    */
   async restore(file: string, opts: { name?: string; paused?: boolean; onProgress?: (done: number, total: number) => void } = {}): Promise<Domain> {
     this.#checkOpen();
-    const r = await SaveReader.open(file);
+    // One pass over the file: records are checked as they are read, and the domain is made only after all of them.
+    const r = await SaveReader.open(file, { quick: true });
     try {
       for (const k of ['domain', 'image', 'globals', 'stack', 'evtchn', 'memory'] as const) {
         if (!r.section(k)) throw new RestoreError(r.path, `it has no ${k} section`);
@@ -891,6 +931,7 @@ export class Hypervisor implements AsyncDisposable {
     sock.setNoDelay(true);
     let captured: CapturedState | undefined;
     let resumeDevices: (() => void) | undefined;
+    let frozen = false;
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no answer to the connection within 10 s')), 10_000);
@@ -942,6 +983,8 @@ export class Hypervisor implements AsyncDisposable {
       }
       captured = await this.#capture(dom, 'migrate', { ...(opts.force !== undefined ? { force: opts.force } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
       const t0 = performance.now();
+      await this.#freeze(id);
+      frozen = true;
       resumeDevices = await quiesceDevices(this.#deviceHost, id);
       const finalPages = await send(dirty.scan(mem()));
       opts.onProgress?.({ round: rounds + 1, pages: finalPages, bytesSent, final: true });
@@ -964,6 +1007,7 @@ export class Hypervisor implements AsyncDisposable {
     } catch (err) {
       if (captured) {
         resumeDevices?.();
+        if (frozen) this.#thaw(id);
         this.#pool.send(id, { t: 'continue', domid: id, value: captured.at === 'shutdown' ? 1 : 0 });
       }
       if (err instanceof SaveTimeoutError || err instanceof SaveUnsupportedError || err instanceof DomainPhaseError) throw err;
@@ -1011,9 +1055,11 @@ export class Hypervisor implements AsyncDisposable {
     try {
       const state = await this.#capture(dom, 'clone', { ...(opts.force !== undefined ? { force: opts.force } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
       try {
+        await this.#freeze(id);
         parts = this.#stateParts(dom, state);
         snapshot = new Uint8Array(dom.memory!.buffer).slice();
       } finally {
+        this.#thaw(id);
         this.#pool.send(id, { t: 'continue', domid: id, value: state.at === 'shutdown' ? 1 : 0 });
       }
     } finally {
