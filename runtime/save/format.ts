@@ -280,10 +280,17 @@ export class SaveWriter {
       let body = 0;
       let bodyCrc = 0;
       const inFlight: Promise<Buffer[]>[] = [];
+      // One write in flight while the next chunk is scanned, compressed and hashed: the CPU work and the I/O overlap.
+      let writing: Promise<void> | undefined;
       const drain = async (): Promise<void> => {
         const frame = await inFlight.shift()!;
-        for (const b of frame) { bodyCrc = zlib.crc32(b, bodyCrc); body += b.length; }
-        await this.#write(frame);
+        // The section's body checksum covers the chunk headers, each of which holds its chunk's CRC over the rest.
+        bodyCrc = zlib.crc32(frame[0]!, bodyCrc);
+        for (const b of frame) body += b.length;
+        const w = this.#write(frame);
+        w.catch(() => {}); // awaited below
+        if (writing) await writing;
+        writing = w;
         const rawLen = frame[0]!.readUInt32LE(4);
         raw += rawLen;
         opts.onProgress?.(raw, total);
@@ -301,8 +308,10 @@ export class SaveWriter {
           if (inFlight.length >= this.#parallelism) await drain();
         }
         while (inFlight.length > 0) await drain();
+        if (writing) await writing;
       } finally {
         inFlight.length = 0;
+        await writing?.catch(() => {});
       }
       if (total !== undefined && seen !== total) {
         throw new InvalidArgumentError(`save section ${kindLabel(id)}`, `the data had ${seen} bytes, not the ${total} announced`);
@@ -440,24 +449,30 @@ export class SaveWriter {
     return [h, c.bitmap, payload];
   }
 
+  /**
+   * Write `bufs` at the end of what was written so far. The place and the
+   * hash are taken at once, so writes may overlap: the caller keeps them in
+   * order of the calls and awaits them all before the trailer.
+   */
   async #write(bufs: Buffer[], hashed = true): Promise<void> {
     const fh = this.#fh;
     if (fh === null) throw new InvalidArgumentError(`use of the save writer for ${this.path}`, 'it is closed');
     const total = bufs.reduce((n, b) => n + b.length, 0);
+    const at = this.#offset;
+    this.#offset += total;
+    if (hashed) for (const b of bufs) this.#hash.update(b);
     let done: number;
     try {
-      done = (await fh.writev(bufs, this.#offset)).bytesWritten;
+      done = (await fh.writev(bufs, at)).bytesWritten;
       // A short write is legal; finish the rest piece by piece.
       if (done < total) {
         const rest = Buffer.concat(bufs).subarray(done);
         let off = 0;
-        while (off < rest.length) off += (await fh.write(rest, off, rest.length - off, this.#offset + done + off)).bytesWritten;
+        while (off < rest.length) off += (await fh.write(rest, off, rest.length - off, at + done + off)).bytesWritten;
       }
     } catch (err) {
       throw new SaveIoError(this.path, 'write', errnoOf(err), true);
     }
-    if (hashed) for (const b of bufs) this.#hash.update(b);
-    this.#offset += total;
   }
 }
 
@@ -1016,7 +1031,6 @@ async function scan(path: string, fh: FileHandle, size: number, quick = false): 
         cur.skip(stored);
       } else {
         const body = await cur.take(stored);
-        bodyCrc = zlib.crc32(body, bodyCrc);
         crc = zlib.crc32(body, zlib.crc32(ch.subarray(0, 16))) >>> 0;
         if (crc !== ch.readUInt32LE(16)) throw new SaveCorruptError(path, where, co, `chunk ${refs.length} fails its checksum`);
         if (!known) {
@@ -1035,7 +1049,7 @@ async function scan(path: string, fh: FileHandle, size: number, quick = false): 
     await need(SECTION_END_BYTES, where, eo);
     const end = await cur.take(SECTION_END_BYTES);
     if ((zlib.crc32(end.subarray(0, 28)) >>> 0) !== end.readUInt32LE(28)) throw new SaveCorruptError(path, where, eo, 'the section end record fails its checksum');
-    if (end.readUInt32LE(4) !== refs.length || Number(end.readBigUInt64LE(8)) !== raw || Number(end.readBigUInt64LE(16)) !== bodyLength || (!quick && end.readUInt32LE(24) !== (bodyCrc >>> 0))) {
+    if (end.readUInt32LE(4) !== refs.length || Number(end.readBigUInt64LE(8)) !== raw || Number(end.readBigUInt64LE(16)) !== bodyLength || end.readUInt32LE(24) !== (bodyCrc >>> 0)) {
       throw new SaveCorruptError(path, where, eo, `the section end says ${end.readUInt32LE(4)} chunks, ${end.readBigUInt64LE(8)} bytes, body ${end.readBigUInt64LE(16)} bytes; found ${refs.length}, ${raw}, ${bodyLength}, or the body checksum differs`);
     }
     const info: SaveSectionInfo = { kind: name, id, optional, index, offset: at, rawLength: raw, storedLength: cur.pos - at, chunkCount: refs.length };
