@@ -696,7 +696,14 @@ export class Hypervisor implements AsyncDisposable {
         this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
         throw err;
       }
-      const resumeDevices = await quiesceDevices(this.#deviceHost, id);
+      let resumeDevices: () => void;
+      try {
+        resumeDevices = await quiesceDevices(this.#deviceHost, id);
+      } catch (err) {
+        this.#thaw(id);
+        this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+        throw err;
+      }
       let summary: SaveSummary;
       try {
         summary = await this.#writeSave(dom, state, file, opts);

@@ -22,6 +22,7 @@
  * had published and that were not answered are done (again), as Xen's
  * frontends reissue theirs on resume.
  */
+import { SaveUnsupportedError } from './errors.ts';
 import type { BlockDevices, OpenedDisk, SavedVbd } from '../../devices/blk/vbd.ts';
 import type { DiskSpec } from '../../devices/blk/disk-spec.ts';
 import type { NetDevices, SavedVif, VifSpec } from '../../devices/net/vif.ts';
@@ -72,15 +73,24 @@ export function devicesSaveProblem(host: DeviceHost, domid: number): string | un
  * a block request in flight completes and is answered, so what is written
  * holds its answer).
  */
-export async function quiesceDevices(host: DeviceHost, domid: number): Promise<() => void> {
+export async function quiesceDevices(host: DeviceHost, domid: number, timeoutMs = 10_000): Promise<() => void> {
   // Network first: its pause is immediate, and no frame is delivered while the disks finish.
   const net = host.net.quiesce(domid);
+  const pending = host.blk.quiesce(domid);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SaveUnsupportedError(domid, `its disks did not finish their requests in flight within ${timeoutMs / 1000} s (a host disk that does not answer)`)), timeoutMs);
+  });
   let blk: { resume: () => void };
   try {
-    blk = await host.blk.quiesce(domid);
+    blk = await Promise.race([pending, late]);
   } catch (err) {
     net.resume();
+    // The disks' pause ends once their requests do.
+    pending.then((b) => b.resume(), () => {});
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
   let resumed = false;
   return () => {
