@@ -136,10 +136,13 @@ export class GrantTables {
     Atomics.store(this.#w, this.table.slot(dom) + H_FROZEN, 0);
   }
 
-  /** True while some domain is copying to or from one of `dom`'s grants. */
+  /** True while a domain other than 0 is copying to or from one of `dom`'s grants (domain 0's backends hold ring pages mapped for as long as they are connected). */
   copiesUnderWay(dom: number): boolean {
     const hi = Math.min(this.#hi(dom), NR_GRANTS - 1);
-    for (let g = 1; g <= hi; g++) if (Atomics.load(this.#w, this.#entry(dom, g) + BUSY) !== 0) return true;
+    for (let g = 1; g <= hi; g++) {
+      const e = this.#entry(dom, g);
+      if (Atomics.load(this.#w, e + BUSY) !== 0 && (Atomics.load(this.#w, e + FLAGS) >>> GRANTEE_SHIFT) !== 0) return true;
+    }
     return false;
   }
 
@@ -230,7 +233,8 @@ export class GrantTables {
     Atomics.add(this.#w, e + BUSY, 1);
     try {
       // After raising busy: a freeze either sees this copy busy and waits for it, or this copy sees the freeze.
-      if (Atomics.load(this.#w, this.table.slot(granter) + H_FROZEN) !== 0) return -Errno.ESRCH;
+      // Domain 0's backends are not kept out: a save stops them itself (runtime/save/devices.ts).
+      if (dom !== 0 && Atomics.load(this.#w, this.table.slot(granter) + H_FROZEN) !== 0) return -Errno.ESRCH;
       const err = this.#check(dom, this.table.generation(dom), e, toGrant);
       if (err !== 0) return err;
       const at = this.#w[e + PAGE]! * PAGE_SIZE + offset;

@@ -690,17 +690,18 @@ export class Hypervisor implements AsyncDisposable {
     try {
       const state = await this.#capture(dom, 'save', opts);
       const resumeValue = state.at === 'shutdown' ? 1 : 0;
-      try {
-        await this.#freeze(id);
-      } catch (err) {
-        this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
-        throw err;
-      }
+      // Domain 0's backends first (their requests in flight finish), then other domains' grant copies.
       let resumeDevices: () => void;
       try {
         resumeDevices = await quiesceDevices(this.#deviceHost, id);
       } catch (err) {
-        this.#thaw(id);
+        this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
+        throw err;
+      }
+      try {
+        await this.#freeze(id);
+      } catch (err) {
+        resumeDevices();
         this.#pool.send(id, { t: 'continue', domid: id, value: resumeValue });
         throw err;
       }
@@ -990,9 +991,9 @@ export class Hypervisor implements AsyncDisposable {
       }
       captured = await this.#capture(dom, 'migrate', { ...(opts.force !== undefined ? { force: opts.force } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
       const t0 = performance.now();
+      resumeDevices = await quiesceDevices(this.#deviceHost, id);
       await this.#freeze(id);
       frozen = true;
-      resumeDevices = await quiesceDevices(this.#deviceHost, id);
       const finalPages = await send(dirty.scan(mem()));
       opts.onProgress?.({ round: rounds + 1, pages: finalPages, bytesSent, final: true });
       const parts = this.#stateParts(dom, captured);
