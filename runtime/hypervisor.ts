@@ -1276,7 +1276,7 @@ export class Hypervisor implements AsyncDisposable {
     try {
       await fill(memory);
     } catch (err) {
-      if (err instanceof RestoreError || (err as { code?: string }).code?.startsWith('WV_ERR_SAVE')) throw err;
+      if (err instanceof WvError && !(err instanceof InvalidArgumentError)) throw err;
       throw new RestoreError(source, `its memory does not fit the domain's: ${(err as Error).message}`);
     }
     const devices = await prepareDevices(this.#deviceHost, source, parts.devices);
