@@ -198,7 +198,7 @@ async function stageRoot(root: string, k: Kernel, opts: BuildOptions, progress: 
   }
 
   progress('root: busybox');
-  const busybox = run('sh', ['-c', 'command -v busybox']).trim();
+  const busybox = which('busybox')!;
   copyInto(root, busybox, 'bin/busybox');
   for (const applet of run(busybox, ['--list-full']).split('\n').filter(Boolean).sort()) {
     const link = join(root, applet);

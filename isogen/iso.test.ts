@@ -36,7 +36,7 @@ function wvCmd(args: string[], env: Record<string, string> = {}): { status: numb
 
 t.test('grub-entry prints an entry that finds its partition by the kernel path', async (t) => {
   const r = wvCmd(['iso', 'grub-entry', '--dir', '/wv', '--append', 'noreboot']);
-  t.equal(r.status, 0, r.stderr);
+  t.equal(r.status, 0, r.status === 0 ? 'exit status 0' : r.stderr);
   t.equal(r.stdout, grubEntry({ dir: '/wv', append: 'noreboot' }));
   t.match(r.stdout, /search --no-floppy --file --set=root \/wv\/vmlinuz/);
   t.match(r.stdout, /linux \/wv\/vmlinuz console=tty0 console=ttyS0,115200n8 .* noreboot\n/);
@@ -81,7 +81,7 @@ if (missing.length && !required) {
 
   t.test('wv iso build: progress on stderr, the result on stdout, the same bytes twice', async (t) => {
     const r = wvCmd(['iso', 'build', '-o', iso, '--overlay', overlay, '--json']);
-    t.equal(r.status, 0, r.stderr);
+    t.equal(r.status, 0, r.status === 0 ? 'exit status 0' : r.stderr);
     for (const step of ['prerequisites: all found', 'kernel: ', 'root: bundling wasmvisor', 'initramfs: cpio + zstd', 'image: grub-mkrescue']) {
       t.match(r.stderr, `wv iso: ${step}`, `progress: ${step}`);
     }
@@ -96,7 +96,7 @@ if (missing.length && !required) {
     t.equal(built.epoch, Number(EPOCH));
 
     const again = wvCmd(['iso', 'build', '-o', join(work, 'again.iso'), '--overlay', overlay, '--json']);
-    t.equal(again.status, 0, again.stderr);
+    t.equal(again.status, 0, again.status === 0 ? 'exit status 0' : again.stderr);
     t.equal((JSON.parse(again.stdout) as BuildResult).sha256, built.sha256, 'a second build gives the same bytes');
 
     const text = wvCmd(['iso', 'build', '-o', join(work, 'again.iso'), '--overlay', overlay]);
@@ -109,7 +109,7 @@ if (missing.length && !required) {
     t.ok(built, 'built');
     const dir = join(work, 'unpacked');
     const u = wvCmd(['iso', 'unpack', iso, dir]);
-    t.equal(u.status, 0, u.stderr);
+    t.equal(u.status, 0, u.status === 0 ? 'exit status 0' : u.stderr);
     t.match(u.stdout, `rebuild with: wv iso build --from ${dir} -o NEW.iso`);
     for (const f of ['iso/boot/vmlinuz', 'iso/boot/initrd.zst', 'iso/boot/grub/grub.cfg', 'root/init', 'root/opt/wasmvisor/bin/node', 'root/opt/wasmvisor/dist/wv.js', 'root/etc/wv/domains/ticker.cfg']) {
       t.ok(existsSync(join(dir, f)), f);
@@ -120,7 +120,7 @@ if (missing.length && !required) {
     t.match(again.stderr, /exists and is not an empty directory/);
 
     const r = wvCmd(['iso', 'build', '--from', dir, '-o', join(work, 'rebuilt.iso'), '--json']);
-    t.equal(r.status, 0, r.stderr);
+    t.equal(r.status, 0, r.status === 0 ? 'exit status 0' : r.stderr);
     t.equal((JSON.parse(r.stdout) as BuildResult).sha256, built!.sha256, 'an unedited tree rebuilds to the same bytes');
     rmSync(join(work, 'rebuilt.iso'));
     rmSync(dir, { recursive: true, force: true });
