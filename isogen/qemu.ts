@@ -27,7 +27,8 @@ export function kvmDeviceUsable(): boolean {
 /** The QEMU arguments that select KVM (true) or plain emulation (false). */
 export function accelArgs(kvm: boolean): string[] {
   // Under nested KVM, QEMU can abort setting IA32_ARCH_CAPABILITIES (MSR 0x10a) for -cpu host; the guest does not need it.
-  return kvm ? ['-enable-kvm', '-cpu', 'host,-arch-capabilities'] : ['-accel', 'tcg'];
+  // Without KVM, -cpu max: the features any real machine has (SSE4, AVX2), which V8 picks its code paths by.
+  return kvm ? ['-enable-kvm', '-cpu', 'host,-arch-capabilities'] : ['-accel', 'tcg', '-cpu', 'max'];
 }
 
 /**
