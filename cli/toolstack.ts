@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError } from '../kernel/errors.ts';
+import { InvalidArgumentError, WvError } from '../kernel/errors.ts';
 import type { DomainInfo } from '../runtime/hypervisor.ts';
 import { ToolstackClient, NoDaemonError } from '../runtime/toolstack/client.ts';
 import { DaemonRunningError, defaultStateDir, prepareStateDir, readPid, socketPath } from '../runtime/toolstack/paths.ts';
@@ -119,9 +119,12 @@ async function boot(opts: { foreground?: boolean; boot?: string }, dir: string):
       if (!(err instanceof NoDaemonError)) throw err;
     }
     if (exited !== undefined || Date.now() > deadline) {
-      const why = existsSync(errFile) ? readFileSync(errFile, 'utf8').trim().split('\n').at(-1) ?? '' : '';
+      const why = (existsSync(errFile) ? readFileSync(errFile, 'utf8').trim().split('\n').at(-1) ?? '' : '').replace(/^wv: /, '');
       process.stderr.write('\n');
-      throw new InvalidArgumentError('boot', `the daemon did not start${why ? `: ${why.replace(/^wv: /, '')}` : ''}`);
+      // The daemon's own error keeps its code (printed once, not again as the code of this one).
+      const coded = /^(.*?)\s*\[(WV_ERR_[A-Z_]+)\]$/.exec(why);
+      if (coded) throw new WvError(coded[2]!, `the daemon did not start: ${coded[1]}`);
+      throw new InvalidArgumentError('boot', `the daemon did not start${why ? `: ${why}` : ''}`);
     }
     process.stderr.write('.');
     await new Promise((r) => setTimeout(r, 100));
