@@ -224,6 +224,8 @@ export class GrantTables {
     local >>>= 0;
     len >>>= 0;
     if (!this.table.live(granter) || granter === dom) return granter === dom ? -Errno.EINVAL : -Errno.ESRCH;
+    const frozen = this.table.slot(granter) + H_FROZEN;
+    if (dom !== 0 && Atomics.load(this.#w, frozen) !== 0) return -Errno.ESRCH;
     if (gref === 0 || gref >= NR_GRANTS || gref > this.#hi(granter)) return -Errno.EINVAL;
     if (offset + len > PAGE_SIZE) return -Errno.EINVAL;
     const mine = this.#memory.size(dom, local + len);
@@ -234,7 +236,7 @@ export class GrantTables {
     try {
       // After raising busy: a freeze either sees this copy busy and waits for it, or this copy sees the freeze.
       // Domain 0's backends are not kept out: a save stops them itself (runtime/save/devices.ts).
-      if (dom !== 0 && Atomics.load(this.#w, this.table.slot(granter) + H_FROZEN) !== 0) return -Errno.ESRCH;
+      if (dom !== 0 && Atomics.load(this.#w, frozen) !== 0) return -Errno.ESRCH;
       const err = this.#check(dom, this.table.generation(dom), e, toGrant);
       if (err !== 0) return err;
       const at = this.#w[e + PAGE]! * PAGE_SIZE + offset;

@@ -125,7 +125,7 @@ export class PvTable {
    * header, ports and the grant entries the last domain with this id used;
    * entries above its H_GRANT_HI were never written.
    */
-  claim(domid: number, privileged: boolean, resumeGeneration?: number): void {
+  claim(domid: number, privileged: boolean, resumeGeneration?: number, frozen = false): void {
     this.locked(() => {
       const s = this.slot(domid);
       // A restored domain takes back its generation when no other domain has had this id since it was saved:
@@ -136,6 +136,8 @@ export class PvTable {
       this.words.fill(0, s, s + GRANTS + (hi + 1) * GRANT_WORDS);
       this.words[s + H_GEN] = gen;
       this.words[s + H_PRIV] = privileged ? 1 : 0;
+      // A restored domain is claimed frozen (no grant copies by others) until its grants are back.
+      this.words[s + H_FROZEN] = frozen ? 1 : 0;
       Atomics.store(this.words, s + H_LIVE, 1);
     });
   }

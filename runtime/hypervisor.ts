@@ -460,7 +460,7 @@ export class Hypervisor implements AsyncDisposable {
     this.#cpuNs[record.id] = 0;
     Atomics.store(this.#consoleInFlight, record.id, 0);
     Atomics.store(this.#runstate, record.id, RunState.RUNNABLE);
-    this.pv.claim(record.id, false, restore?.keep && restore.keep.id === record.id ? restore.keep.gen : undefined);
+    this.pv.claim(record.id, false, restore?.keep && restore.keep.id === record.id ? restore.keep.gen : undefined, restore !== undefined);
     let peers: Array<{ domid: number; port: number }> = [];
     if (restore) {
       for (const why of this.grants.restoreGrants(record.id, restore.grants, memory.buffer.byteLength)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
@@ -468,6 +468,7 @@ export class Hypervisor implements AsyncDisposable {
       for (const why of ports.lost) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
       peers = ports.peers;
       if (restore.devices) for (const why of connectDevices(this.#deviceHost, record.id, restore.devices)) this.kernel.log.warn(`domain ${record.id} (${record.name}): restore: ${why}`);
+      this.grants.thaw(record.id);
       if (restore.console && restore.console.length > 0) this.kernel.consoleWrite(record, restore.console);
     }
     this.#pool.broadcast({ t: 'domain', domid: record.id, memory });

@@ -76,7 +76,7 @@ for (const which of ['pong', 'ping'] as const) {
     await new Promise((r) => setTimeout(r, 100));
     const back = await hv.restore(file);
     t.equal(back.id, id, 'it keeps its domain id, which was free');
-    t.notMatch(hv.kernel.log.lines().join('\n'), /restore: port|restore: grant/, 'every port and grant came back');
+    t.notMatch(hv.kernel.log.lines().join('\n'), /restore: port|restore: grant/, 'every port and grant came back', { consoles: [ping.consoleText(), pong.consoleText()] });
     const other = which === 'pong' ? ping : pong;
     t.same(await (which === 'ping' ? back : other).waitForExit(), { reason: 'poweroff' }, 'ping got all 40 answers');
     t.same(await (which === 'pong' ? back : other).waitForExit(), { reason: 'poweroff' });
