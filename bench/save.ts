@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hypervisor } from '../runtime/index.ts';
 import type { Domain, GuestImage } from '../runtime/index.ts';
-import { wat } from '../test/helpers/wat.ts';
+import { filler } from '../test/helpers/wat.ts';
 import type { CpuFigure } from './cpu.ts';
 
 const MiB = 1024 * 1024;
@@ -48,50 +48,6 @@ interface CloneHost {
  * `stride`-th 4 KiB page above the first 64 KiB with xorshift64 output,
  * prints "filled" and blocks forever (where it can be captured).
  */
-/**
- * A guest that fills its memory (every `stride`th page, with pseudo-random
- * words), prints "filled" and then blocks for good, or with `tickMs` wakes
- * every that many ms and bumps a counter at 8256 (a ticking domain).
- */
-function filler(stride: number, tickMs = 0): Uint8Array<ArrayBuffer> {
-  const idle = tickMs > 0
-    ? `(loop $tick
-        (local.set $deadline (i64.add (call $now) (i64.const ${tickMs * 1_000_000})))
-        (drop (call $timer (local.get $deadline)))
-        (drop (call $block (local.get $deadline)))
-        (i64.store (i32.const 8256) (i64.add (i64.load (i32.const 8256)) (i64.const 1)))
-        (br $tick))`
-    : '(loop $idle (drop (call $block (i64.const 0))) (br $idle))';
-  return wat(`(module
-    (import "env" "memory" (memory 1 16384 shared))
-    (import "wasmvisor:hypercall/console@0.1.0" "write" (func $write (param i32 i32) (result i32)))
-    (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
-    (import "wasmvisor:hypercall/time@0.1.0" "monotonic-now" (func $now (result i64)))
-    (import "wasmvisor:hypercall/time@0.1.0" "set-timer" (func $timer (param i64) (result i32)))
-    (data (i32.const 8192) "filled\\n")
-    (func $fill (local $page i32) (local $p i32) (local $stop i32) (local $end i32) (local $x i64)
-      (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
-      (local.set $end (i32.shl (memory.size) (i32.const 16)))
-      (local.set $x (i64.const 0x2545f4914f6cdd1d))
-      (local.set $page (i32.const 65536))
-      (loop $pages
-        (local.set $p (local.get $page))
-        (local.set $stop (i32.add (local.get $page) (i32.const 4096)))
-        (loop $words
-          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
-          (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
-          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
-          (i64.store (local.get $p) (local.get $x))
-          (local.set $p (i32.add (local.get $p) (i32.const 8)))
-          (br_if $words (i32.lt_u (local.get $p) (local.get $stop))))
-        (local.set $page (i32.add (local.get $page) (i32.const ${4096 * stride})))
-        (br_if $pages (i32.lt_u (local.get $page) (local.get $end)))))
-    (func (export "start") (local $deadline i64)
-      (call $fill)
-      (drop (call $write (i32.const 8192) (i32.const 7)))
-      ${idle}))`);
-}
-
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;

@@ -284,6 +284,23 @@ export class XenbusDevice<B extends XenbusBackend> {
   }
 
   /**
+   * Bring back a restored domain's device: the keys its frontend had
+   * written, then, if it was connected, its saved connection (takeOver).
+   * Returns what did not come back, with why.
+   */
+  restore(frontend: Record<string, string>, connection: SavedConnection | null): string[] {
+    const problems = this.restoreFrontendKeys(frontend);
+    if (connection) {
+      try {
+        this.takeOver(connection);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+    return problems;
+  }
+
+  /**
    * Put back the keys a saved frontend had written (not `backend` and
    * `backend-id`, which install wrote for this domain). A frontend that was
    * in the middle of the handshake goes on with it from there. Returns the

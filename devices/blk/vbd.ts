@@ -295,15 +295,7 @@ export class BlockDevices {
    */
   restoreConnection(domid: number, vdev: string, frontend: Record<string, string>, connection: SavedConnection | null): string[] {
     const v = this.#find(domid, vdev);
-    const problems = v.dev.restoreFrontendKeys(frontend);
-    if (connection) {
-      try {
-        v.dev.takeOver(connection);
-      } catch (err) {
-        problems.push((err as Error).message);
-      }
-    }
-    return problems;
+    return v.dev.restore(frontend, connection);
   }
 
   /** Every VBD, or one domain's. */

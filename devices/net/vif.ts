@@ -444,15 +444,7 @@ export class NetDevices {
    */
   restoreConnection(domid: number, index: number, frontend: Record<string, string>, connection: SavedConnection | null): string[] {
     const v = this.#find(domid, index);
-    const problems = v.dev.restoreFrontendKeys(frontend);
-    if (connection) {
-      try {
-        v.dev.takeOver(connection);
-      } catch (err) {
-        problems.push((err as Error).message);
-      }
-    }
-    return problems;
+    return v.dev.restore(frontend, connection);
   }
 
   /** Every vif, or one domain's, or one. */

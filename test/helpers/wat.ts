@@ -108,3 +108,47 @@ export function timedPinger(rounds: number): Uint8Array<ArrayBuffer> {
         (br_if $round (i32.lt_u (local.get $i) (i32.const ${rounds}))))
       (drop (call $shutdown (i32.const 0)))))`);
 }
+
+/**
+ * A guest that fills its memory (every `stride`th page, with pseudo-random
+ * words), prints "filled" and then blocks for good, or with `tickMs` wakes
+ * every that many ms and bumps a counter at 8256 (a ticking domain).
+ */
+export function filler(stride = 1, tickMs = 0): Uint8Array<ArrayBuffer> {
+  const idle = tickMs > 0
+    ? `(loop $tick
+        (local.set $deadline (i64.add (call $now) (i64.const ${tickMs * 1_000_000})))
+        (drop (call $timer (local.get $deadline)))
+        (drop (call $block (local.get $deadline)))
+        (i64.store (i32.const 8256) (i64.add (i64.load (i32.const 8256)) (i64.const 1)))
+        (br $tick))`
+    : '(loop $idle (drop (call $block (i64.const 0))) (br $idle))';
+  return wat(`(module
+    (import "env" "memory" (memory 1 16384 shared))
+    (import "wasmvisor:hypercall/console@0.1.0" "write" (func $write (param i32 i32) (result i32)))
+    (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
+    (import "wasmvisor:hypercall/time@0.1.0" "monotonic-now" (func $now (result i64)))
+    (import "wasmvisor:hypercall/time@0.1.0" "set-timer" (func $timer (param i64) (result i32)))
+    (data (i32.const 8192) "filled\\n")
+    (func $fill (local $page i32) (local $p i32) (local $stop i32) (local $end i32) (local $x i64)
+      (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+      (local.set $end (i32.shl (memory.size) (i32.const 16)))
+      (local.set $x (i64.const 0x2545f4914f6cdd1d))
+      (local.set $page (i32.const 65536))
+      (loop $pages
+        (local.set $p (local.get $page))
+        (local.set $stop (i32.add (local.get $page) (i32.const 4096)))
+        (loop $words
+          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
+          (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
+          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
+          (i64.store (local.get $p) (local.get $x))
+          (local.set $p (i32.add (local.get $p) (i32.const 8)))
+          (br_if $words (i32.lt_u (local.get $p) (local.get $stop))))
+        (local.set $page (i32.add (local.get $page) (i32.const ${4096 * stride})))
+        (br_if $pages (i32.lt_u (local.get $page) (local.get $end)))))
+    (func (export "start") (local $deadline i64)
+      (call $fill)
+      (drop (call $write (i32.const 8192) (i32.const 7)))
+      ${idle}))`);
+}

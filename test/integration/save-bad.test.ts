@@ -22,7 +22,7 @@ import { WvError } from '../../kernel/errors.ts';
 import { VERSION } from '../../runtime/toolstack/controller.ts';
 import { SAVE_FORMAT_VERSION, SaveReader, SaveVersionError, SaveIoError, SaveWriter, type SaveWriterOptions, type SectionKind } from '../../runtime/save/format.ts';
 import { RestoreError } from '../../runtime/save/errors.ts';
-import { until, wat } from '../helpers/wat.ts';
+import { filler, until } from '../helpers/wat.ts';
 
 const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'wv-save-bad-'));
@@ -55,32 +55,8 @@ async function ticker(hv: Hypervisor, name: string, n = 3): Promise<Domain> {
   return d;
 }
 
-/**
- * A guest that grows its memory as far as its domain allows, fills it with
- * pseudo-random bytes (so a save of it is as large as its memory), prints
- * "filled" and blocks forever.
- */
-const FILLER = wat(`(module
-  (import "env" "memory" (memory 1 16384 shared))
-  (import "wasmvisor:hypercall/console@0.1.0" "write" (func $write (param i32 i32) (result i32)))
-  (import "wasmvisor:hypercall/sched@0.1.0" "block" (func $block (param i64) (result i32)))
-  (data (i32.const 8192) "filled\\n")
-  (func $fill (local $p i32) (local $end i32) (local $x i64)
-    (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
-    (local.set $end (i32.shl (memory.size) (i32.const 16)))
-    (local.set $p (i32.const 65536))
-    (local.set $x (i64.const 0x5851f42d4c957f2d))
-    (loop $words
-      (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
-      (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
-      (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
-      (i64.store (local.get $p) (local.get $x))
-      (local.set $p (i32.add (local.get $p) (i32.const 8)))
-      (br_if $words (i32.lt_u (local.get $p) (local.get $end)))))
-  (func (export "start")
-    (call $fill)
-    (drop (call $write (i32.const 8192) (i32.const 7)))
-    (loop $idle (drop (call $block (i64.const 0))) (br $idle))))`);
+/** A guest that fills its memory with pseudo-random bytes (so a save of it is as large as its memory), prints "filled" and blocks forever. */
+const FILLER = filler();
 
 async function filled(hv: Hypervisor, name: string, mib: number): Promise<Domain> {
   const d = await hv.createDomain({ image: FILLER, name, memory: mib });
