@@ -78,8 +78,10 @@ for (const which of ['pong', 'ping'] as const) {
     t.equal(back.id, id, 'it keeps its domain id, which was free');
     t.notMatch(hv.kernel.log.lines().join('\n'), /restore: port|restore: grant/, 'every port and grant came back', { consoles: [ping.consoleText(), pong.consoleText()] });
     const other = which === 'pong' ? ping : pong;
-    t.same(await (which === 'ping' ? back : other).waitForExit(), { reason: 'poweroff' }, 'ping got all 40 answers');
-    t.same(await (which === 'pong' ? back : other).waitForExit(), { reason: 'poweroff' });
+    const exit = (d: typeof ping): Promise<unknown> => Promise.race([d.waitForExit(), new Promise((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+    const consoles = () => ({ consoles: [(which === 'ping' ? back : ping).consoleText(), (which === 'pong' ? back : pong).consoleText()], log: hv.kernel.log.lines().slice(-10) });
+    t.same(await exit(which === 'ping' ? back : other), { reason: 'poweroff' }, 'ping got all 40 answers', consoles());
+    t.same(await exit(which === 'pong' ? back : other), { reason: 'poweroff' }, 'pong answered all 40', consoles());
     const pingText = (which === 'ping' ? back : ping).consoleText();
     const pongText = (which === 'pong' ? back : pong).consoleText();
     t.match(pingText, /ping: 40 messages answered in \d+ us/);
