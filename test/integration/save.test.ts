@@ -67,7 +67,11 @@ for (const which of ['pong', 'ping'] as const) {
     hv.connect(ping.id, pong.id);
     await pong.unpause();
     await ping.unpause();
-    await new Promise((r) => setTimeout(r, 150));
+    // Save once they are talking: pong has answered a few (rsp_prod, at +8 in ping's ring page, which ping
+    // names on its console). A fixed wait was not enough on a loaded machine: ping was saved before pong had
+    // looked at its port.
+    const ringPage = (): number => Number(/ring at page (\d+)/.exec(ping.consoleText())?.[1] ?? NaN);
+    t.ok(await until(() => ringPage() >= 0 && new DataView(ping.memory!.buffer).getUint32(ringPage() * 4096 + 8, true) >= 3, 20_000), 'they are talking');
     const target = which === 'pong' ? pong : ping;
     const id = target.id;
     const saved = await hv.save(id, file);
