@@ -733,6 +733,13 @@ export class Hypervisor implements AsyncDisposable {
     }
   }
 
+  /** A domain a save, migration or clone (`what`) can capture: live, and its image has capture points. */
+  #checkCapturable(dom: Domain, what: string): void {
+    const rec = dom.record;
+    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(rec.id, what, rec.phase);
+    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(rec.id, dom.image.capture.why ?? 'its image has no capture points');
+  }
+
   /**
    * Stop a domain's vCPU where it can be captured and return its state; the
    * domain stays stopped until the caller sends 'continue' or destroys it.
@@ -741,8 +748,7 @@ export class Hypervisor implements AsyncDisposable {
   async #capture(dom: Domain, what: string, opts: { force?: boolean; timeoutMs?: number }): Promise<CapturedState> {
     const rec = dom.record;
     const id = rec.id;
-    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, what, rec.phase);
-    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    this.#checkCapturable(dom, what);
     const unsupported = devicesSaveProblem(this.#deviceHost, id);
     if (unsupported) throw new SaveUnsupportedError(id, unsupported);
     if (this.#captureWaits.has(id)) throw new SaveUnsupportedError(id, 'a save of it is already under way');
@@ -921,8 +927,7 @@ export class Hypervisor implements AsyncDisposable {
     const dom = this.domain(ref);
     const rec = dom.record;
     const id = rec.id;
-    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, 'migrate', rec.phase);
-    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    this.#checkCapturable(dom, 'migrate');
     const unsupported = devicesSaveProblem(this.#deviceHost, id);
     if (unsupported) throw new SaveUnsupportedError(id, unsupported);
     let hp: { host: string; port: number };
@@ -1044,8 +1049,7 @@ export class Hypervisor implements AsyncDisposable {
     const dom = this.domain(ref);
     const rec = dom.record;
     const id = rec.id;
-    if (!isLive(rec.phase) || rec.phase === 'dying' || rec.phase === 'shutting-down') throw new DomainPhaseError(id, 'clone', rec.phase);
-    if (!dom.image.capture.saveable) throw new SaveUnsupportedError(id, dom.image.capture.why ?? 'its image has no capture points');
+    this.#checkCapturable(dom, 'clone');
     if (this.net.list(id).length > 0 || this.blk.list(id).length > 0) throw new SaveUnsupportedError(id, 'its copies would share its disks and network addresses; only domains without devices are cloned');
     const names = opts.names ?? Array.from({ length: n }, (_, i) => `${rec.name}-${i + 1}`);
     if (names.length !== n) throw new InvalidArgumentError('clone names', `${names.length} names for ${n} copies`);
